@@ -1,0 +1,1 @@
+"""Spec files: what the user asks for, loaded, validated and resolved into `ImageSpec`s."""
