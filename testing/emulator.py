@@ -9,12 +9,14 @@ Other test folders reuse these as plain functions (wrap them in fixtures where n
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import httpx
+from PIL import Image
 
 from ltx_reconcile.emulator.config import AccountConfig, EmulatorConfig
 from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
@@ -25,6 +27,7 @@ __all__ = [
     "auth_headers",
     "fast_config",
     "running_emulator",
+    "tiny_image",
     "wait_for_status",
     "wait_until",
 ]
@@ -97,3 +100,10 @@ def wait_for_status(
         return None
 
     return wait_until(done, timeout_s)
+
+
+def tiny_image(image_format: str = "PNG", size: tuple[int, int] = (8, 4)) -> bytes:
+    """A small real picture in `image_format` (PNG, JPEG, WEBP), e.g. for reference uploads."""
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 10, 10)).save(out, format=image_format)
+    return out.getvalue()

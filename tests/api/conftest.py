@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 
 import pytest
+
+from ltx_reconcile.api import ApiClient, Backoff, RetryPolicy
+from ltx_reconcile.emulator.config import AccountConfig, EmulatorConfig
+from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
 
 
 @pytest.fixture
@@ -119,3 +124,51 @@ def closed_port_origin():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+TOKEN = "user:12345-api-tests"
+EMAIL = "demo@ltx-emulator.test"
+TIME_SCALE = 0.001
+"""Emulated seconds per real millisecond: an 8 s job takes 8 ms."""
+
+FAST_RETRY = RetryPolicy(
+    safe=Backoff(attempts=4, first_delay_s=0.001, max_delay_s=0.005),
+    create_busy=Backoff(attempts=4, first_delay_s=0.001, max_delay_s=0.005),
+)
+
+
+def emulator_config(**changes) -> EmulatorConfig:
+    """A fast test-mode emulator accepting `TOKEN`, with one account, `EMAIL`."""
+    base = EmulatorConfig(
+        tokens=(TOKEN,),
+        accounts=(AccountConfig(email=EMAIL),),
+        test_mode=True,
+        time_scale=TIME_SCALE,
+        latency_seed=1,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture
+def start_emulator():
+    """Start emulators with `emulator_config(**changes)`; all stop at the test's end."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**changes) -> RunningEmulator:
+            return stack.enter_context(serve_emulator(emulator_config(**changes)))
+
+        yield start
+
+
+@pytest.fixture
+def emulator(start_emulator) -> RunningEmulator:
+    """One fast emulator with the default configuration."""
+    return start_emulator()
+
+
+def api_client(base_url: str, **kwargs) -> ApiClient:
+    """A client for `base_url` with `TOKEN`, millisecond retries and a scaled poll step."""
+    kwargs.setdefault("retry", FAST_RETRY)
+    kwargs.setdefault("timeout_s", 5.0)
+    kwargs.setdefault("poll_step_s", 3.0 * TIME_SCALE)
+    return ApiClient(base_url, kwargs.pop("token", TOKEN), **kwargs)
