@@ -51,6 +51,7 @@ from ltx_reconcile.artifacts import (
     install_no_clobber,
 )
 from ltx_reconcile.errors import StateError
+from ltx_reconcile.state.records import OutputStat
 
 __all__ = [
     "MaterialiseResult",
@@ -68,20 +69,6 @@ class OutputAction(StrEnum):
     REPLACED = "replaced"
     UNCHANGED = "unchanged"
     USER_MODIFIED = "modified by user"
-
-
-@dataclass(frozen=True, slots=True)
-class OutputStat:
-    """The stat of an output file as we left it; the state layer stores the same three numbers."""
-
-    size: int
-    mtime_ns: int
-    inode: int
-
-    @classmethod
-    def of(cls, result: os.stat_result) -> OutputStat:
-        """The three numbers of a stat result."""
-        return cls(size=result.st_size, mtime_ns=result.st_mtime_ns, inode=result.st_ino)
 
 
 @dataclass(frozen=True, slots=True)

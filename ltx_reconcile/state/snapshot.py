@@ -1,0 +1,196 @@
+"""The read path: one consistent snapshot of the state, fast, without writing anything.
+
+`plan` must answer in well under half a second for 10,000 images, interpreter start
+included, so this module imports only the standard library (sqlite-utils alone costs 70 ms
+to import), reads each table with one query inside one read transaction, and leaves JSON
+columns unparsed until someone looks into them. It never creates a file, takes no lease,
+and never changes the serial.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote
+
+from ltx_reconcile.errors import StateError
+from ltx_reconcile.state.codec import (
+    ARTIFACT_COLUMNS,
+    IMAGE_COLUMNS,
+    JOURNAL_COLUMNS,
+    Row,
+    artifact_from_row,
+    image_from_row,
+    journal_entry_from_row,
+)
+from ltx_reconcile.state.records import (
+    OPEN_JOURNAL_STATES,
+    ArtifactRecord,
+    JournalEntry,
+    StateSnapshot,
+)
+from ltx_reconcile.state.schema import SCHEMA_VERSION, verify_schema
+
+__all__ = ["load_snapshot", "read_snapshot"]
+
+_R = TypeVar("_R")
+
+_OPEN_STATES_SQL = ", ".join(f"'{state}'" for state in sorted(OPEN_JOURNAL_STATES))
+
+
+def read_snapshot(path: Path) -> StateSnapshot:
+    """Read the state at `path`; a missing file reads as an empty state (lineage None).
+
+    Raises `SchemaTooNewError` for a file from a newer ltx-reconcile, and `StateError` for
+    a file that is not a state, is older than this version (a write command upgrades it),
+    or cannot be read.
+    """
+    if not path.exists():
+        return StateSnapshot(path=path, lineage=None, serial=0)
+    try:
+        conn = _connect_for_reading(path)
+    except sqlite3.Error as err:
+        raise StateError(f"cannot read state {path}: {err}") from err
+    try:
+        return load_snapshot(conn, path)
+    except sqlite3.Error as err:
+        raise StateError(f"cannot read state {path}: {err}") from err
+    finally:
+        conn.close()
+
+
+def _connect_for_reading(path: Path) -> sqlite3.Connection:
+    # Not `mode=ro` when we can write: a read-only connection to a WAL file creates -wal
+    # and -shm files and cannot remove them when it closes, and the state file is committed
+    # to git by GitOps users. A read-write connection with query_only removes them as the
+    # last one out, and `mode=rw` (unlike the default) still never creates the file.
+    is_writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    mode = "rw" if is_writable else "ro"
+    uri = f"file:{quote(str(path.resolve()))}?mode={mode}"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5.0)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def load_snapshot(conn: sqlite3.Connection, path: Path) -> StateSnapshot:
+    """Read every table through `conn` inside one read transaction, so they agree."""
+    own_transaction = not conn.in_transaction
+    if own_transaction:
+        conn.execute("BEGIN")
+    try:
+        version = verify_schema(conn, path, SCHEMA_VERSION)
+        if version == 0:
+            return StateSnapshot(path=path, lineage=None, serial=0)
+        if version < SCHEMA_VERSION:
+            raise StateError(
+                f"{path} uses state schema {version}; this ltx-reconcile reads {SCHEMA_VERSION}",
+                hint="run `ltx-reconcile apply` once to upgrade the state file in place",
+            )
+        return _load_tables(conn, path)
+    finally:
+        if own_transaction:
+            conn.execute("COMMIT")
+
+
+def _load_tables(conn: sqlite3.Connection, path: Path) -> StateSnapshot:
+    lineage, serial = conn.execute("SELECT lineage, serial FROM meta").fetchone()
+    sql = f"SELECT {IMAGE_COLUMNS} FROM images"  # noqa: S608 (constant)
+    images = _LazyRecords({row[0]: row for row in conn.execute(sql)}, image_from_row)
+    artifacts, artifacts_by_key = _load_artifacts(conn)
+    uploads = {
+        (digest, email): file_id
+        for digest, email, file_id in conn.execute("SELECT digest, email, file_id FROM uploads")
+    }
+    return StateSnapshot(
+        path=path,
+        lineage=lineage,
+        serial=serial,
+        images=images,
+        artifacts_by_key=artifacts_by_key,
+        artifacts=artifacts,
+        open_jobs=_load_open_jobs(conn),
+        uploads=uploads,
+    )
+
+
+def _load_artifacts(
+    conn: sqlite3.Connection,
+) -> tuple[_LazyRecords[ArtifactRecord], _ArtifactsByKey]:
+    sql = f"SELECT {ARTIFACT_COLUMNS} FROM artifacts"  # noqa: S608 (constant)
+    rows: dict[str, Row] = {}
+    newest: dict[str, Row] = {}
+    for row in conn.execute(sql):
+        rows[row[0]] = row
+        # Rows come in insertion order, so on a tie of created_at the later insert wins.
+        known = newest.get(row[1])
+        if known is None or row[10] >= known[10]:
+            newest[row[1]] = row
+    artifacts = _LazyRecords(rows, artifact_from_row)
+    return artifacts, _ArtifactsByKey({key: row[0] for key, row in newest.items()}, artifacts)
+
+
+class _LazyRecords(Mapping[str, _R]):
+    """Records by name or digest, each decoded from its row the first time it is looked up.
+
+    The rows are read eagerly, inside the snapshot's transaction, so the view stays
+    consistent; only building the frozen records waits. A warm plan looks up few of the
+    artifacts (only images that need a create are checked for one to reuse), and building
+    20,000 records up front would take longer than the whole read does without it.
+    """
+
+    __slots__ = ("_decode", "_records", "_rows")
+
+    def __init__(self, rows: dict[str, Row], decode: Callable[[Row], _R]) -> None:
+        self._rows = rows
+        self._decode = decode
+        self._records: dict[str, _R] = {}
+
+    def __getitem__(self, name: str) -> _R:
+        record = self._records.get(name)
+        if record is None:
+            record = self._records[name] = self._decode(self._rows[name])
+        return record
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+class _ArtifactsByKey(Mapping[str, ArtifactRecord]):
+    """The newest artifact of each key: the same records as the by-digest view."""
+
+    __slots__ = ("_artifacts", "_digests")
+
+    def __init__(self, digests: dict[str, str], artifacts: _LazyRecords[ArtifactRecord]) -> None:
+        self._digests = digests
+        self._artifacts = artifacts
+
+    def __getitem__(self, key: str) -> ArtifactRecord:
+        return self._artifacts[self._digests[key]]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._digests
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._digests)
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+
+def _load_open_jobs(conn: sqlite3.Connection) -> dict[str, tuple[JournalEntry, ...]]:
+    grouped: defaultdict[str, list[JournalEntry]] = defaultdict(list)
+    sql = f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE state IN ({_OPEN_STATES_SQL}) ORDER BY id"  # noqa: S608 (constant)
+    for row in conn.execute(sql):
+        entry = journal_entry_from_row(row)
+        grouped[entry.key].append(entry)
+    return {key: tuple(entries) for key, entries in grouped.items()}
