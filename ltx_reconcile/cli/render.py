@@ -6,12 +6,26 @@ Colour goes off when the stream is not a terminal or `NO_COLOR` is set (rich hon
 
 from __future__ import annotations
 
+import json
+
 from rich.console import Console
 from rich.markup import escape
 
+from ltx_reconcile.apply_result import ApplySummary
 from ltx_reconcile.errors import ReconcileError
+from ltx_reconcile.plan.model import SYMBOLS, Action, Change, Plan
+from ltx_reconcile.workspace import WorkspacePaths
 
-__all__ = ["error", "stderr_console", "stdout_console"]
+__all__ = [
+    "Console",
+    "apply_summary",
+    "error",
+    "plan",
+    "plan_markdown",
+    "stderr_console",
+    "stdout_console",
+    "summary_line",
+]
 
 
 def stdout_console() -> Console:
@@ -29,3 +43,166 @@ def error(console: Console, err: ReconcileError) -> None:
     console.print(f"[bold red]Error:[/] {escape(str(err))}")
     if err.hint:
         console.print(f"[dim]hint:[/] {escape(err.hint)}")
+
+
+_STYLES: dict[Action, str] = {
+    Action.CREATE: "green",
+    Action.REPLACE: "yellow",
+    Action.MOVE: "cyan",
+    Action.REUSE: "cyan",
+    Action.RESUME: "magenta",
+    Action.REFETCH: "yellow",
+    Action.DELETE: "red",
+    Action.BLOCKED: "bold red",
+}
+
+_ORDER: tuple[Action, ...] = (
+    Action.CREATE,
+    Action.REPLACE,
+    Action.REFETCH,
+    Action.RESUME,
+    Action.REUSE,
+    Action.MOVE,
+    Action.DELETE,
+    Action.BLOCKED,
+)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, str):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        return json.dumps(shown, ensure_ascii=False)
+    return "(none)" if value is None else str(value)
+
+
+def _cost_text(plan_: Plan) -> str:
+    if not plan_.total_cost:
+        return "Estimated cost: 0 credits."
+    parts = ", ".join(f"{model} {cost}" for model, cost in plan_.cost_by_model.items())
+    return f"Estimated cost: {plan_.total_cost} credits ({parts})."
+
+
+def summary_line(plan_: Plan) -> str:
+    """`Plan: 2 to create, 1 to replace, ... Estimated cost: N credits (...)`."""
+    counts = plan_.counts
+    words = {
+        Action.CREATE: "to create",
+        Action.REPLACE: "to replace",
+        Action.REFETCH: "to refetch",
+        Action.RESUME: "to resume",
+        Action.REUSE: "to reuse",
+        Action.MOVE: "to move",
+        Action.DELETE: "to delete",
+        Action.BLOCKED: "blocked",
+    }
+    parts = [
+        f"{counts.get(a, 0)} {words[a]}"
+        for a in _ORDER
+        if counts.get(a, 0) or a in (Action.CREATE, Action.REPLACE, Action.DELETE)
+    ]
+    return f"Plan: {', '.join(parts)}. {_cost_text(plan_)}"
+
+
+def _change_block(console: Console, change: Change) -> None:
+    symbol = SYMBOLS[change.action]
+    style = _STYLES.get(change.action, "")
+    cost = f"  {change.cost} credits" if change.cost else ""
+    model = f"  [dim]{change.model}[/]" if change.model else ""
+    console.print(
+        f"  [{style}]{symbol:>3} {change.action.value:<8}[/] [bold]{escape(change.image)}[/]"
+        f"{model}{cost}"
+    )
+    console.print(f"        [dim]{escape(change.reason)}[/]")
+    if change.changed:
+        for field_change in change.changed:
+            console.print(
+                f"        ~ {field_change.field}: {escape(_value(field_change.old))}"
+                f" -> {escape(_value(field_change.new))}"
+            )
+    elif change.action is Action.CREATE and change.inputs is not None:
+        prompt = change.inputs.get("prompt")
+        seed = change.inputs.get("seed")
+        derived = " (derived from the name)" if change.seed_derived else ""
+        console.print(f"        prompt: {escape(_value(prompt))}")
+        console.print(f"        seed: {seed}{derived}")
+
+
+def plan(console: Console, plan_: Plan) -> None:
+    """Print a plan the way Terraform users read one: blocks, legend, summary."""
+    pending = plan_.pending
+    if not pending:
+        images = len(plan_.changes)
+        console.print(
+            f"[green]No changes.[/] {images} image{'s are' if images != 1 else ' is'} up to date."
+        )
+        return
+    console.print("ltx-reconcile will perform the following actions:\n")
+    for change in pending:
+        _change_block(console, change)
+    used = [a for a in _ORDER if plan_.counts.get(a, 0)]
+    legend = "  ".join(f"{SYMBOLS[a]} {a.value}" for a in used)
+    console.print(f"\n[dim]Legend: {legend}[/]")
+    if plan_.skipped:
+        console.print(f"[dim]{plan_.skipped} images left out by --target/--exclude.[/]")
+    console.print(f"\n[bold]{summary_line(plan_)}[/]")
+    if plan_.blocked:
+        console.print(
+            f"[bold red]{len(plan_.blocked)} change(s) are blocked; apply will refuse them.[/]"
+        )
+
+
+def plan_markdown(plan_: Plan) -> str:
+    """A plan as a pull-request comment: summary first, details collapsed."""
+    lines = [f"**{summary_line(plan_)}**" if plan_.has_changes else "**No changes.**", ""]
+    flagged = [c for c in plan_.pending if c.action in (Action.BLOCKED, Action.RESUME)]
+    for change in flagged:
+        lines.append(f"> :warning: **{change.image}** ({change.action.value}): {change.reason}")
+    if flagged:
+        lines.append("")
+    if plan_.pending:
+        lines += [
+            "<details><summary>Changes</summary>",
+            "",
+            "| | image | action | model | cost | why |",
+            "|---|---|---|---|---|---|",
+        ]
+        for change in plan_.pending:
+            why = change.reason.replace("|", "\\|")
+            lines.append(
+                f"| `{SYMBOLS[change.action].strip() or '·'}` | `{change.image}` | "
+                f"{change.action.value} | {change.model or ''} | {change.cost} | {why} |"
+            )
+        lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def apply_summary(console: Console, summary: ApplySummary, paths: WorkspacePaths) -> None:
+    """The final lines of an apply: what happened to how many images, and the money."""
+    limit = f" of a {summary.max_cost} limit" if summary.max_cost is not None else ""
+    head = "Apply stopped" if summary.interrupted else "Apply complete"
+    counts = (
+        f"{len(summary.generated)} generated, {len(summary.reused)} reused, "
+        f"{len(summary.moved)} moved, {len(summary.resumed)} resumed, "
+        f"{len(summary.deleted)} deleted, {len(summary.failed)} failed, "
+        f"{len(summary.unknown)} unknown"
+    )
+    console.print(f"\n[bold]{head}:[/] {counts}. Spent {summary.spent} credits{limit}.")
+    for name, message in sorted(summary.failed.items()):
+        console.print(f"  [red]failed[/] {escape(name)}: {escape(message)}")
+    for name, message in sorted(summary.unknown.items()):
+        console.print(f"  [yellow]unknown[/] {escape(name)}: {escape(message)}")
+    if summary.over_budget:
+        console.print(
+            f"  [yellow]{len(summary.over_budget)} images not submitted: the budget was reached.[/]"
+        )
+    for path in summary.outputs_kept:
+        console.print(f"  [yellow]kept[/] {escape(path)}: changed by someone else, not overwritten")
+    if summary.interrupted:
+        console.print("Run `ltx-reconcile apply` again to resume; nothing paid for is sent twice.")
+    elif summary.fatal is not None:
+        console.print(f"[red]Stopped submitting:[/] {escape(str(summary.fatal))}")
+    done = summary.generated or summary.reused or summary.moved or summary.resumed
+    if done:
+        console.print(
+            f"Images are in {paths.display(paths.root / 'out')}/ (see each spec's output)."
+        )

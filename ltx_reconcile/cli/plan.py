@@ -1,0 +1,81 @@
+"""`ltx-reconcile plan`: show what apply would generate, reuse, replace or remove."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ltx_reconcile import __version__
+from ltx_reconcile.cli import render
+from ltx_reconcile.cli.app import CliApp
+from ltx_reconcile.cli.options import (
+    open_workspace,
+    plan_options,
+    selection_options,
+    workspace_options,
+)
+from ltx_reconcile.errors import ExitCode
+from ltx_reconcile.plan.document import from_plan
+
+
+@click.command()
+@workspace_options
+@selection_options
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["human", "json", "markdown"]),
+    default="human",
+    help="human (default), json (the versioned plan document) or markdown (a PR comment).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Save the plan for a later `apply FILE`.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 with no changes, 2 with changes (1 error, 3 invalid input).",
+)
+@click.pass_obj
+def plan(
+    app: CliApp,
+    specs_dir: Path | None,
+    state_path: Path | None,
+    objects_dir: Path | None,
+    targets: tuple[str, ...],
+    excludes: tuple[str, ...],
+    replace: tuple[str, ...],
+    output_format: str,
+    as_json: bool,
+    out: Path | None,
+    detailed_exitcode: bool,
+) -> int:
+    """Show what `apply` would generate, reuse, replace or remove, and what it costs.
+
+    Writes nothing to the state. Example:
+
+        ltx-reconcile plan --out plan.json && ltx-reconcile apply plan.json
+    """
+    workspace = open_workspace(app, specs_dir, state_path, objects_dir)
+    result = workspace.plan(plan_options(targets, excludes, replace))
+    if out is not None:
+        workspace.save_plan(result, app.root / out)
+    console = render.stdout_console()
+    if as_json or output_format == "json":
+        console.file.write(from_plan(result, tool_version=__version__).model_dump_json(indent=1))
+        console.file.write("\n")
+    elif output_format == "markdown":
+        console.file.write(render.plan_markdown(result))
+    else:
+        render.plan(console, result)
+        if out is not None:
+            console.print(f"\nSaved the plan to {out}. Apply exactly it with:")
+            console.print(f"    ltx-reconcile apply {out}")
+    if detailed_exitcode and result.has_changes:
+        return ExitCode.CHANGES
+    return ExitCode.OK
