@@ -25,6 +25,8 @@ DEFAULT_API_URL: Final = "https://api.useapi.net/v1/ltxstudio"
 DEFAULT_REQUEST_TIMEOUT_S: Final = 30.0
 DEFAULT_POLL_INTERVAL_S: Final = 3.0
 """The API's own pollForResult step (contract section 3); tests shrink it."""
+DEFAULT_RECOVERY_MARGIN_S: Final = 5.0
+"""Contract 4.5 step 4.1: wait send time + request timeout + this before looking for a job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,33 +41,54 @@ class Settings:
     """Upper bound on concurrent jobs; the account's free capacity when not given."""
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    recovery_margin_s: float = DEFAULT_RECOVERY_MARGIN_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Read `USEAPI_TOKEN`, `LTX_API_URL`, `LTX_EMAIL` and `LTX_PARALLELISM`.
+        """Read the environment: `USEAPI_TOKEN`, `LTX_API_URL`, `LTX_EMAIL`,
+        `LTX_PARALLELISM`, `LTX_REQUEST_TIMEOUT_S`, `LTX_POLL_INTERVAL_S` and
+        `LTX_RECOVERY_MARGIN_S` (the last three mostly for tests and benchmarks).
 
         Raises `UsageError` for a value that does not parse; its message names the
-        variable, never its value when the variable holds a secret.
+        variable and never shows the token.
         """
         from pydantic import SecretStr
 
         token = env.get("USEAPI_TOKEN") or None
-        parallelism_text = env.get("LTX_PARALLELISM")
-        parallelism = None
-        if parallelism_text:
-            try:
-                parallelism = int(parallelism_text)
-            except ValueError:
-                raise UsageError(
-                    f"LTX_PARALLELISM must be a whole number, not {parallelism_text!r}"
-                ) from None
+        parallelism = _number(env, "LTX_PARALLELISM", int, minimum=1)
+        timeout = _number(env, "LTX_REQUEST_TIMEOUT_S", float, minimum=0.001)
+        interval = _number(env, "LTX_POLL_INTERVAL_S", float, minimum=0.001)
+        margin = _number(env, "LTX_RECOVERY_MARGIN_S", float, minimum=0.0)
         return cls(
             api_url=env.get("LTX_API_URL") or DEFAULT_API_URL,
             token=SecretStr(token) if token else None,
             email=env.get("LTX_EMAIL") or None,
-            parallelism=parallelism,
+            parallelism=int(parallelism) if parallelism is not None else None,
+            request_timeout_s=timeout if timeout is not None else DEFAULT_REQUEST_TIMEOUT_S,
+            poll_interval_s=interval if interval is not None else DEFAULT_POLL_INTERVAL_S,
+            recovery_margin_s=margin if margin is not None else DEFAULT_RECOVERY_MARGIN_S,
         )
+
+    @property
+    def has_token(self) -> bool:
+        """True when a token is configured (its value is never exposed here)."""
+        return self.token is not None
 
     def with_changes(self, **changes: object) -> Settings:
         """Return a copy with the given fields replaced (flags override the environment)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _number(
+    env: Mapping[str, str], name: str, kind: type[float] | type[int], *, minimum: float
+) -> float | None:
+    text = env.get(name)
+    if not text:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise UsageError(f"{name} must be a number, not {text!r}") from None
+    if value < minimum:
+        raise UsageError(f"{name} must be at least {minimum}, not {text!r}")
+    return value

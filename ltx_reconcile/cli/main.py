@@ -14,25 +14,21 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from ltx_reconcile import __version__
+from ltx_reconcile.cli.app import CliApp
+from ltx_reconcile.cli.apply import apply
+from ltx_reconcile.cli.emulator import emulator
+from ltx_reconcile.cli.plan import plan
+from ltx_reconcile.cli.schema import schema
+from ltx_reconcile.cli.validate import validate
 from ltx_reconcile.errors import ExitCode, ReconcileError
 from ltx_reconcile.settings import Settings
 
-__all__ = ["CliApp", "cli", "main", "run"]
-
-
-@dataclass(frozen=True, slots=True)
-class CliApp:
-    """What every command receives: settings and the directory it runs in."""
-
-    settings: Settings
-    root: Path
-    """The workspace root (`-C DIR`, else the current directory)."""
+__all__ = ["cli", "main", "run"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +49,10 @@ def cli(ctx: click.Context, directory: Path | None) -> None:
     """
     root = (directory or Path.cwd()).resolve()
     ctx.obj = CliApp(settings=Settings.from_env(os.environ), root=root)
+
+
+for _command in (validate, plan, apply, schema, emulator):
+    cli.add_command(_command)
 
 
 def _write_crash_log(exc: BaseException) -> Path:

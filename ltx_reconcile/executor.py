@@ -1,0 +1,652 @@
+"""Runs a plan: submit, follow, download, store, record, per image, never paying twice.
+
+The executor keeps the account's job slots full (one semaphore slot per running job,
+released the moment the job stops executing, so the next create goes out while the last
+artifact is still downloading), and streams every image through to its named file.
+
+Never paying twice rests on the journal (state/journal.py, contract section 4.5):
+- an intent row with a fresh `replyRef` is committed *before* every create is sent;
+- the job id is committed the moment the create's answer arrives;
+- a 429 proves no job exists, so that attempt is closed and a new one journaled;
+- a lost answer (reset, timeout, 5xx after sending) is never resent: the job is looked
+  for by `replyRef`, and if it cannot be found the image is reported `unknown`;
+- every apply first settles what earlier runs left open, before planning anything new.
+A kill at any instant therefore leaves either no intent (nothing sent), an intent (found
+again by replyRef), or a job id (followed and fetched): never a second charge.
+
+Journal and state writes are synchronous calls on the event loop's thread, on purpose:
+an intent must be committed before its POST leaves, and sqlite3 connections belong to the
+thread that opened them. Hashing and fsync run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from ltx_reconcile.api.client import ApiClient
+from ltx_reconcile.api.model import CreateImageRequest, JobStatus
+from ltx_reconcile.apply_result import ApplyOptions, ApplySummary
+from ltx_reconcile.artifacts import ArtifactStore, image_info
+from ltx_reconcile.errors import (
+    ApiError,
+    DownloadError,
+    InsufficientCreditsError,
+    IntegrityError,
+    NotFoundError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    UnauthorizedError,
+)
+from ltx_reconcile.events import (
+    BudgetReached,
+    ImageDone,
+    ImageFailed,
+    ImageRemoved,
+    ImageUnknown,
+    JobAdopted,
+    JobDeferred,
+    JobSubmitted,
+    OutputKept,
+    RecoveryStarted,
+    Reporter,
+    StopRequested,
+)
+from ltx_reconcile.keys import image_key
+from ltx_reconcile.outputs import OutputAction, materialise, remove_output
+from ltx_reconcile.plan.model import Action, Change, Plan
+from ltx_reconcile.plan.planner import inputs_view
+from ltx_reconcile.recovery import find_lost_jobs, wait_until_settled
+from ltx_reconcile.settings import Settings
+from ltx_reconcile.spec.image import PRICES, ImageSpec
+from ltx_reconcile.state.journal import Journal
+from ltx_reconcile.state.records import (
+    ArtifactRecord,
+    ImageRecord,
+    JournalEntry,
+    StateSnapshot,
+    Upload,
+)
+from ltx_reconcile.state.store import StateStore
+from ltx_reconcile.watcher import JobWatcher
+
+__all__ = ["Executor"]
+
+_DOWNLOAD_ATTEMPTS: Final = 4
+_DEFER_MAX_S: Final = 60.0
+
+
+class _Skipped(Exception):  # noqa: N818 - control flow inside the executor, never escapes
+    """The image was not started (stop requested, budget, or an upstream failure)."""
+
+
+class _Unknown(Exception):  # noqa: N818 - control flow inside the executor, never escapes
+    """The attempt's outcome is unknown; it is journaled as such."""
+
+
+class _JobFailed(Exception):  # noqa: N818 - control flow inside the executor, never escapes
+    """The API reported the job failed, or refused it."""
+
+
+def _digest_of_request(request: Mapping[str, object]) -> str:
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Executor:
+    """Applies one plan against one account; construct it per apply, then `await run()`."""
+
+    def __init__(
+        self,
+        *,
+        client: ApiClient,
+        store: StateStore,
+        journal: Journal,
+        artifacts: ArtifactStore,
+        root: Path,
+        specs: Mapping[str, ImageSpec],
+        email: str,
+        settings: Settings,
+        options: ApplyOptions,
+        reporter: Reporter,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._journal = journal
+        self._artifacts = artifacts
+        self._root = root
+        self._specs = specs
+        self._email = email
+        self._settings = settings
+        self._options = options
+        self._report = reporter
+        self._watcher = JobWatcher(client, interval_s=settings.poll_interval_s)
+        self.summary = ApplySummary(max_cost=options.max_cost)
+        self._stopping = asyncio.Event()
+        self._reserved = 0
+        self._slots = asyncio.Semaphore(1)
+        self._images: dict[str, asyncio.Future[str | None]] = {}
+        self._keys: dict[str, asyncio.Future[str | None]] = {}
+        self._settled: dict[str, asyncio.Future[str | None]] = {}
+        self._uploads: dict[str, asyncio.Future[str]] = {}
+        self._snapshot: StateSnapshot | None = None
+
+    def request_stop(self) -> None:
+        """Stop submitting; jobs already paid for are still followed and fetched."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            self.summary.interrupted = True
+            self._report(StopRequested(None, grace_s=self._options.grace_s))
+
+    async def run(self, plan: Plan, snapshot: StateSnapshot, *, parallelism: int) -> ApplySummary:
+        """Apply every pending change of `plan`; returns the summary (never raises for one
+        image's failure: failures are in the summary)."""
+        self._snapshot = snapshot
+        self._slots = asyncio.Semaphore(parallelism)
+        loop = asyncio.get_running_loop()
+        pending = plan.pending
+        self._images = {c.image: loop.create_future() for c in pending}
+        watcher = asyncio.create_task(self._watcher.run())
+        try:
+            self._start_settling(snapshot)
+            await asyncio.gather(*(self._apply_change(c) for c in pending))
+            # Open entries no change asked for (specs edited after a crash) were paid for
+            # too: fetch them so the artifacts are kept.
+            await asyncio.gather(*self._settled.values(), return_exceptions=True)
+        finally:
+            watcher.cancel()
+        return self.summary
+
+    # -- settling what earlier runs left open -------------------------------------------
+
+    def _start_settling(self, snapshot: StateSnapshot) -> None:
+        groups = {key: entries for key, entries in snapshot.open_jobs.items() if entries}
+        if not groups:
+            return
+        self._report(RecoveryStarted(None, entries=sum(len(e) for e in groups.values())))
+        lost = [e for entries in groups.values() for e in entries if e.job_id is None]
+        search = asyncio.ensure_future(self._search(lost))
+        for key, entries in groups.items():
+            self._settled[key] = asyncio.ensure_future(self._settle_key(entries, search))
+
+    async def _search(self, lost: list[JournalEntry]) -> dict[int, tuple[str, ...]]:
+        if not lost:
+            return {}
+        await wait_until_settled(
+            lost,
+            request_timeout_s=self._settings.request_timeout_s,
+            margin_s=self._settings.recovery_margin_s,
+        )
+        found = await find_lost_jobs(
+            self._client, lost, email=self._email, known_job_ids=self._journal.known_job_ids()
+        )
+        for entry_id, jobs in found.items():
+            self._adopt(entry_id, jobs.job_ids, jobs.found_by)
+        return {entry_id: jobs.job_ids for entry_id, jobs in found.items()}
+
+    def _adopt(self, entry_id: int, job_ids: tuple[str, ...], found_by: str) -> None:
+        entry = self._journal.entry(entry_id)
+        with self._store.transaction():
+            self._journal.mark_submitted(entry_id, job_ids[0])
+            for extra in job_ids[1:]:
+                self._journal.record_extra_job(entry_id, extra)
+        self._report(
+            JobAdopted(
+                entry.image, job_id=job_ids[0], found_by=found_by, extra_jobs=len(job_ids) - 1
+            )
+        )
+
+    async def _settle_key(
+        self, entries: tuple[JournalEntry, ...], search: asyncio.Future[dict[int, tuple[str, ...]]]
+    ) -> str | None:
+        """Follow an earlier run's entries for one key; the digest of the first that yields one."""
+        digest = None
+        for entry in entries:
+            job_id = entry.job_id
+            if job_id is None:
+                found = (await search).get(entry.id)
+                if not found:
+                    if entry.state != "unknown":
+                        self._journal.mark_unknown(entry.id, "no job found for its replyRef")
+                    self._report(
+                        ImageUnknown(
+                            entry.image,
+                            message="an earlier create's answer was lost and no job was found",
+                            possible_cost=self._price(entry.request),
+                        )
+                    )
+                    continue
+                job_id = found[0]
+            try:
+                got = await self._follow(self._journal.entry(entry.id), job_id, hold_slot=True)
+            except (_JobFailed, ApiError) as err:
+                self._report(ImageFailed(entry.image, message=str(err)))
+                continue
+            digest = digest or got
+        return digest
+
+    # -- one change -----------------------------------------------------------------------
+
+    async def _apply_change(self, change: Change) -> None:
+        future = self._images[change.image]
+        digest: str | None = None
+        try:
+            digest = await self._dispatch(change)
+        except _Skipped as skip:
+            self.summary.not_started.append(f"{change.image}: {skip}")
+        except _Unknown as unknown:
+            self.summary.unknown[change.image] = str(unknown)
+        except (_JobFailed, ApiError, IntegrityError) as err:
+            self.summary.failed[change.image] = str(err)
+            self._report(ImageFailed(change.image, message=str(err)))
+        finally:
+            if not future.done():
+                future.set_result(digest)
+
+    async def _dispatch(self, change: Change) -> str | None:
+        if change.action is Action.DELETE:
+            await self._delete(change)
+            return None
+        spec = self._specs[change.image]
+        if change.action is Action.BLOCKED:
+            raise _Skipped(change.reason)
+        if change.action in (Action.MOVE, Action.REUSE) and change.reuse_digest is not None:
+            await self._finish(spec, change, change.key, change.reuse_digest)
+            return change.reuse_digest
+        if change.action is Action.REUSE and change.reuse_of is not None:
+            digest = await self._images[change.reuse_of]
+            if digest is None:
+                raise _Skipped(f"{change.reuse_of}, which shares its inputs, was not generated")
+            await self._finish(spec, change, change.key, digest)
+            return digest
+        if change.action is Action.RESUME:
+            return await self._resume(spec, change)
+        return await self._generate(spec, change)
+
+    async def _resume(self, spec: ImageSpec, change: Change) -> str | None:
+        assert change.key is not None  # noqa: S101 - the planner resumes known keys only
+        settled = self._settled.get(change.key)
+        digest = await settled if settled is not None else None
+        if digest is not None:
+            await self._finish(spec, change, change.key, digest)
+            return digest
+        if not self._options.resubmit_unknown:
+            raise _Unknown(
+                "an earlier attempt may have been paid for but its job was not found; "
+                "rerun with --resubmit-unknown to pay for it again"
+            )
+        return await self._generate(spec, change)
+
+    async def _generate(self, spec: ImageSpec, change: Change) -> str:
+        reference_digest = await self._reference_digest(spec, change)
+        key = change.key or image_key(spec.inputs, reference_digest)
+        if change.key is None:
+            # The key became known only now; an artifact for it may exist after all.
+            stored = self._stored_artifact(key)
+            if stored is not None:
+                await self._finish(spec, change, key, stored, reference_digest)
+                return stored
+        shared = self._keys.get(key)
+        if shared is not None and change.action is not Action.REPLACE:
+            digest = await shared
+            if digest is None:
+                raise _Skipped("an image with the same inputs was not generated")
+        else:
+            own: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+            self._keys.setdefault(key, own)
+            try:
+                digest = await self._paid_generation(spec, key, reference_digest)
+            except BaseException:
+                own.set_result(None)
+                raise
+            own.set_result(digest)
+        await self._finish(spec, change, key, digest, reference_digest)
+        self.summary.generated.append(spec.name)
+        return digest
+
+    def _stored_artifact(self, key: str) -> str | None:
+        assert self._snapshot is not None  # noqa: S101 - set by run()
+        artifact = self._snapshot.artifacts_by_key.get(key)
+        if artifact is not None and self._artifacts.contains(artifact.digest):
+            return artifact.digest
+        return None
+
+    async def _reference_digest(self, spec: ImageSpec, change: Change) -> str | None:
+        reference = spec.inputs.reference
+        if reference is None:
+            return None
+        if reference.image is not None and change.depends_on is not None:
+            digest = await self._images[change.depends_on]
+            if digest is None:
+                raise _Skipped(f"its reference {change.depends_on} was not generated")
+            return digest
+        known = (change.inputs or {}).get("reference_digest")
+        return str(known) if known is not None else None
+
+    # -- paying for one image, exactly once -----------------------------------------------
+
+    async def _paid_generation(
+        self, spec: ImageSpec, key: str, reference_digest: str | None
+    ) -> str:
+        body: dict[str, object] = {**spec.inputs.api_fields(), "email": self._email}
+        if reference_digest is not None:
+            body["referenceAssetId"] = await self._reference_asset(spec, reference_digest)
+        delay_s = self._options.defer_start_s
+        while True:
+            outcome = await self._submit(spec, key, body)
+            if isinstance(outcome, tuple):
+                entry, job_id = outcome
+                return await self._follow(entry, job_id, hold_slot=False)
+            self._report(JobDeferred(spec.name, delay_s=outcome))
+            await self._sleep_unless_stopping(outcome or delay_s)
+            delay_s = min(delay_s * 2, _DEFER_MAX_S)
+
+    async def _submit(
+        self, spec: ImageSpec, key: str, body: dict[str, object]
+    ) -> tuple[JournalEntry, str] | float:
+        """Send one create under a fresh journal entry: (entry, job id), or the delay to
+        wait after a 429. The slot is held until the job stops executing."""
+        await self._slots.acquire()
+        released = False
+        try:
+            self._check_may_submit(spec)
+            entry = self._journal.record_intent(
+                key=key,
+                image=spec.name,
+                email=self._email,
+                request=body,
+                request_digest=_digest_of_request(body),
+            )
+            self._reserved += spec.price
+            job_id = await self._create(spec, entry, body)
+            if job_id is None:
+                self._reserved -= spec.price
+                self._slots.release()
+                released = True
+                return 0.0
+            self._charge(spec, entry, key, job_id)
+            watch = self._watcher.watch(job_id)
+            await watch.left.wait()
+            return entry, job_id
+        finally:
+            if not released:
+                self._slots.release()
+
+    def _check_may_submit(self, spec: ImageSpec) -> None:
+        if self._stopping.is_set():
+            raise _Skipped("apply was stopped before it was sent")
+        limit = self._options.max_cost
+        if limit is not None and self._reserved + spec.price > limit:
+            self.summary.over_budget.append(spec.name)
+            self._report(BudgetReached(spec.name, spent=self._reserved, limit=limit))
+            raise _Skipped(f"--max-cost {limit} reached ({self._reserved} credits committed)")
+
+    async def _create(
+        self, spec: ImageSpec, entry: JournalEntry, body: dict[str, object]
+    ) -> str | None:
+        """POST the create; the job id, or None after a 429 (no job exists)."""
+        request = CreateImageRequest.model_validate({**body, "replyRef": entry.reply_ref})
+        try:
+            created = await self._client.create_image(request, image=spec.name)
+        except RateLimitedError as err:
+            self._journal.mark_failed(entry.id, f"not accepted (429): {err.api_message or err}")
+            return None
+        except OutcomeUnknownError:
+            return await self._recover_one(spec, entry)
+        except (InsufficientCreditsError, UnauthorizedError) as err:
+            self._journal.mark_failed(entry.id, f"refused: {err.api_message or err}")
+            self.summary.fatal = err
+            self._stopping.set()  # every further create would be refused the same way
+            raise
+        except ApiError as err:
+            self._journal.mark_failed(entry.id, f"refused: {err.api_message or err}")
+            raise
+        job_id = created.job_id  # a JobStatus only for pollForResult, which we never send
+        if not job_id:
+            return await self._recover_one(spec, entry)
+        self._journal.mark_submitted(entry.id, job_id)
+        return job_id
+
+    async def _recover_one(self, spec: ImageSpec, entry: JournalEntry) -> str:
+        await wait_until_settled(
+            [entry],
+            request_timeout_s=self._settings.request_timeout_s,
+            margin_s=self._settings.recovery_margin_s,
+        )
+        found = await find_lost_jobs(
+            self._client, [entry], email=self._email, known_job_ids=self._journal.known_job_ids()
+        )
+        jobs = found.get(entry.id)
+        if jobs is None:
+            message = "the create's answer was lost and no job was found for it"
+            self._journal.mark_unknown(entry.id, message)
+            self._report(ImageUnknown(spec.name, message=message, possible_cost=spec.price))
+            raise _Unknown(message + "; rerun with --resubmit-unknown to pay for it again")
+        self._adopt(entry.id, jobs.job_ids, jobs.found_by)
+        return jobs.job_ids[0]
+
+    def _charge(self, spec: ImageSpec, entry: JournalEntry, key: str, job_id: str) -> None:
+        self._store.record_spend(
+            job_id=job_id,
+            key=key,
+            image=spec.name,
+            model=spec.inputs.model.value,
+            amount=spec.price,
+            kind="generation",
+        )
+        self.summary.spent += spec.price
+        self._report(JobSubmitted(spec.name, job_id=job_id, attempt=entry.attempt, cost=spec.price))
+
+    # -- following a paid job to its artifact ---------------------------------------------
+
+    async def _follow(self, entry: JournalEntry, job_id: str, *, hold_slot: bool) -> str:
+        """Wait for a paid job and store its artifact; the digest."""
+        watch = self._watcher.watch(job_id)
+        if hold_slot:
+            async with self._slots:
+                await watch.left.wait()
+        status = await watch.done
+        if status.is_failed:
+            message = status.status.message if status.status else None
+            self._journal.mark_failed(entry.id, message or "the job failed")
+            price = self._price(entry.request)
+            self._store.record_spend(
+                job_id=job_id,
+                key=entry.key,
+                image=entry.image,
+                model=str(entry.request.get("model", "flux")),
+                amount=-price,
+                kind="refund",
+            )
+            self.summary.spent -= price
+            raise _JobFailed(f"the API reports the job failed: {message or 'no reason given'}")
+        if self._journal.entry(entry.id).state == "submitted":
+            self._journal.mark_completed(entry.id)
+        return await self._fetch(entry, job_id, status)
+
+    async def _fetch(self, entry: JournalEntry, job_id: str, status: JobStatus) -> str:
+        last_error: Exception | None = None
+        for _ in range(_DOWNLOAD_ATTEMPTS):
+            artifact = status.artifact
+            if (
+                artifact is not None
+                and artifact.asset_url
+                and not artifact.is_expired(int(time.time() * 1000))
+            ):
+                try:
+                    return await self._store_download(entry, job_id, artifact.asset_url)
+                except (DownloadError, IntegrityError) as err:
+                    last_error = err
+            # Expired, refused, truncated or corrupt: a fresh status read signs a new URL.
+            status = await self._fresh_status(job_id)
+        raise DownloadError(
+            f"could not download the artifact of job {job_id}: {last_error}",
+            image=entry.image,
+            hint="run `ltx-reconcile apply` again; the job is paid for and will be fetched",
+        )
+
+    async def _fresh_status(self, job_id: str) -> JobStatus:
+        try:
+            return await self._client.get_job(job_id)
+        except NotFoundError:
+            raise DownloadError(
+                f"job {job_id}'s record expired before its artifact was fetched"
+            ) from None
+
+    async def _store_download(self, entry: JournalEntry, job_id: str, url: str) -> str:
+        download = await self._client.download(url, self._artifacts.temp_dir())
+        stored = await asyncio.to_thread(
+            self._artifacts.put_file, download.path, expected_digest=download.sha256, move=True
+        )
+        info = await asyncio.to_thread(image_info, stored.path)
+        now = time.time()
+        with self._store.transaction():
+            self._store.put_artifact(
+                ArtifactRecord(
+                    digest=stored.digest,
+                    key=entry.key,
+                    size=stored.size,
+                    mime=info.mime,
+                    width=info.width,
+                    height=info.height,
+                    job_id=job_id,
+                    model=str(entry.request.get("model", "flux")),
+                    email=entry.email,
+                    cost=self._price(entry.request),
+                    created_at=now,
+                    source="generated",
+                    request=entry.request,
+                )
+            )
+            self._journal.mark_fetched(entry.id, stored.digest, cost=self._price(entry.request))
+        return stored.digest
+
+    async def _reference_asset(self, spec: ImageSpec, digest: str) -> str:
+        """The API fileId of the reference bytes, uploaded once per digest and account."""
+        assert self._snapshot is not None  # noqa: S101 - set by run()
+        cached = self._snapshot.uploads.get((digest, self._email))
+        if cached is not None:
+            return cached
+        pending = self._uploads.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._upload(spec, digest))
+            self._uploads[digest] = pending
+        return await pending
+
+    async def _upload(self, spec: ImageSpec, digest: str) -> str:
+        reference = spec.inputs.reference
+        assert reference is not None  # noqa: S101 - only called for images with a reference
+        source = self._artifacts.path_for(digest) if reference.image is not None else reference.file
+        assert source is not None  # noqa: S101 - a Reference holds exactly one
+        data = await asyncio.to_thread(source.read_bytes)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise IntegrityError(f"reference file {source} changed since it was planned")
+        info = await asyncio.to_thread(image_info, source)
+        uploaded = await self._client.upload_reference(
+            data, mime=info.mime, email=self._email, image=spec.name
+        )
+        file_id = uploaded.file_id
+        if not file_id:
+            raise DownloadError("the API accepted the reference upload but returned no fileId")
+        self._store.put_upload(
+            Upload(digest=digest, email=self._email, file_id=file_id, uploaded_at=time.time())
+        )
+        return file_id
+
+    # -- recording the result -------------------------------------------------------------
+
+    async def _finish(
+        self,
+        spec: ImageSpec,
+        change: Change,
+        key: str | None,
+        digest: str,
+        reference_digest: str | None = None,
+    ) -> None:
+        assert self._snapshot is not None  # noqa: S101 - set by run()
+        previous = self._snapshot.images.get(change.moved_from or spec.name)
+        destination = self._root / spec.output
+        same_file = previous is not None and previous.output == str(spec.output)
+        result = await asyncio.to_thread(
+            materialise,
+            self._artifacts,
+            digest,
+            destination,
+            recorded=previous.output_stat if previous and same_file else None,
+            recorded_digest=previous.digest if previous and same_file else None,
+        )
+        if result.action is OutputAction.USER_MODIFIED:
+            self.summary.outputs_kept.append(str(spec.output))
+            self._report(OutputKept(spec.name, path=str(spec.output)))
+        inputs = change.inputs
+        if change.key is None or reference_digest is not None:
+            inputs = inputs_view(spec, reference_digest)
+        record = ImageRecord(
+            name=spec.name,
+            key=key or "",
+            digest=digest,
+            output=str(spec.output),
+            status="present",
+            inputs=dict(inputs or {}),
+            output_stat=result.stat,
+            updated_at=time.time(),
+        )
+        with self._store.transaction():
+            if change.moved_from is not None:
+                self._store.remove_image(change.moved_from)
+            self._store.put_image(record)
+        if change.moved_from is not None and previous is not None:
+            await asyncio.to_thread(
+                remove_output,
+                self._root / previous.output,
+                recorded=previous.output_stat,
+                recorded_digest=previous.digest,
+            )
+        self._count(change)
+        self._report(
+            ImageDone(spec.name, action=change.action.value, digest=digest, output=str(spec.output))
+        )
+
+    def _count(self, change: Change) -> None:
+        if change.action is Action.MOVE:
+            self.summary.moved.append(change.image)
+        elif change.action is Action.REUSE:
+            self.summary.reused.append(change.image)
+        elif change.action is Action.RESUME:
+            self.summary.resumed.append(change.image)
+
+    async def _delete(self, change: Change) -> None:
+        assert self._snapshot is not None  # noqa: S101 - set by run()
+        previous = self._snapshot.images.get(change.image)
+        self._store.remove_image(change.image)
+        removed = False
+        if previous is not None:
+            removed = await asyncio.to_thread(
+                remove_output,
+                self._root / previous.output,
+                recorded=previous.output_stat,
+                recorded_digest=previous.digest,
+            )
+            if not removed and (self._root / previous.output).exists():
+                self.summary.outputs_kept.append(previous.output)
+                self._report(OutputKept(change.image, path=previous.output))
+        self.summary.deleted.append(change.image)
+        self._report(ImageRemoved(change.image, output_removed=removed))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    def _price(request: Mapping[str, object]) -> int:
+        return PRICES.get(str(request.get("model", "flux")), 0)
+
+    async def _sleep_unless_stopping(self, delay_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay_s)
+        except TimeoutError:
+            return
+        raise _Skipped("apply was stopped before it was sent")
