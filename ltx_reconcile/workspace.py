@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ltx_reconcile.apply_result import ApplyOptions, ApplySummary
 from ltx_reconcile.artifacts import ArtifactStore
-from ltx_reconcile.errors import ApplyInterruptedError, UsageError
+from ltx_reconcile.errors import ApplyInterruptedError, StateError, UsageError
 from ltx_reconcile.events import ApplyStarted, NullReporter, Reporter
 from ltx_reconcile.plan.model import Plan
 from ltx_reconcile.plan.planfile import check_fresh, read_plan, write_plan
@@ -27,8 +27,8 @@ from ltx_reconcile.settings import Settings
 from ltx_reconcile.spec.image import ImageSpec
 from ltx_reconcile.spec.loader import LoadedSpecs, load_specs
 from ltx_reconcile.state.journal import Journal
-from ltx_reconcile.state.lease import acquire, release
-from ltx_reconcile.state.records import StateSnapshot
+from ltx_reconcile.state.lease import acquire, force_unlock, release
+from ltx_reconcile.state.records import Lease, StateSnapshot
 from ltx_reconcile.state.store import StateStore
 
 if TYPE_CHECKING:
@@ -161,6 +161,17 @@ class Workspace:
         recorded = {r.digest for r in snapshot.images.values() if r.digest is not None}
         recorded.update(a.digest for a in snapshot.artifacts_by_key.values())
         return {digest for digest in recorded if not store.contains(digest)}
+
+    def force_unlock(self, lock_id: str) -> Lease:
+        """Remove the state's lease `lock_id`, whoever holds it; the lease removed.
+
+        For a holder that is gone without releasing it (another host, say). Raises
+        `StateError` when there is no state, no lease, or `lock_id` is not the one held.
+        """
+        if not self.paths.state.exists():
+            raise StateError(f"there is no state at {self.paths.display(self.paths.state)}")
+        with StateStore.open(self.paths.state) as store:
+            return force_unlock(store, lock_id)
 
     @contextlib.contextmanager
     def session(self, *, lock_timeout_s: float, operation: str) -> Iterator[ApplySession]:

@@ -22,6 +22,7 @@ from ltx_reconcile import __version__
 from ltx_reconcile.cli.app import CliApp
 from ltx_reconcile.cli.apply import apply
 from ltx_reconcile.cli.emulator import emulator
+from ltx_reconcile.cli.force_unlock import force_unlock
 from ltx_reconcile.cli.plan import plan
 from ltx_reconcile.cli.schema import schema
 from ltx_reconcile.cli.validate import validate
@@ -51,7 +52,7 @@ def cli(ctx: click.Context, directory: Path | None) -> None:
     ctx.obj = CliApp(settings=Settings.from_env(os.environ), root=root)
 
 
-for _command in (validate, plan, apply, schema, emulator):
+for _command in (validate, plan, apply, force_unlock, schema, emulator):
     cli.add_command(_command)
 
 
