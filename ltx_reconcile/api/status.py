@@ -8,7 +8,7 @@ the token cannot reach them, and any text from the server is scrubbed of it as w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import httpx
@@ -65,8 +65,9 @@ class Failure:
     action: str
     """What was being done, e.g. `creating the image` or `reading job <jobId>`."""
     image: str | None
-    secret: str
-    """The token, so that server text quoting it is scrubbed (defence in depth)."""
+    secret: str = field(repr=False)
+    """The token, so that server text quoting it is scrubbed (defence in depth). Kept out
+    of the repr: a traceback rendered with its locals shows every frame's `failure`."""
 
     def text(self, detail: str) -> str:
         """`<image>: <action>: <detail>`, scrubbed of the token."""

@@ -112,7 +112,10 @@ class RunningEmulator:
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """A TCP socket bound to `host:port`, ready to hand to uvicorn."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio enables TCP_NODELAY only on accepted sockets whose proto
+    # is IPPROTO_TCP, and without it every request on a reused connection stalls ~40 ms
+    # (the response's body segment waits for the ACK the client delays).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     return sock

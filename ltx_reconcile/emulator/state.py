@@ -90,9 +90,7 @@ class EmulatorState:
         self._store = store
         self._clock = clock
         self._lock = threading.RLock()
-        # Seeded when asked (latency_seed) so a benchmark replays the same durations.
-        self._latency_rng = random.Random(config.latency_seed)  # noqa: S311
-        self._outcome_rng = random.Random(config.faults.seed)  # noqa: S311
+        self._seed_rngs()
         self._image_cache: dict[str, bytes] = {}
         self._thumbnail_cache: dict[str, bytes] = {}
         self._lag_reads: dict[str, int] = {}
@@ -102,6 +100,12 @@ class EmulatorState:
         self._load()
 
     # -- lifecycle of the whole state ---------------------------------------------------------
+
+    def _seed_rngs(self) -> None:
+        # Seeded when asked (latency_seed) so a benchmark replays the same durations, also
+        # after a reset.
+        self._latency_rng = random.Random(self.config.latency_seed)  # noqa: S311
+        self._outcome_rng = random.Random(self.config.faults.seed)  # noqa: S311
 
     def _load(self) -> None:
         self._accounts: dict[str, Account] = {}
@@ -140,6 +144,7 @@ class EmulatorState:
             self._lag_reads.clear()
             self._download_faults.clear()
             self.faults.replace(self.config.faults)
+            self._seed_rngs()
             self._load()
 
     def close(self) -> None:

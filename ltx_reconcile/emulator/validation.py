@@ -17,6 +17,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from ltx_reconcile.emulator.errors import ApiError
@@ -132,8 +133,9 @@ def _json_items(body: bytes) -> list[tuple[str, object]]:
 async def _form_items(request: Request) -> list[tuple[str, object]]:
     try:
         form = await request.form()
-    except (ValueError, KeyError, AssertionError):
-        # python-multipart raises these on a malformed body or a missing boundary.
+    except (HTTPException, ValueError, KeyError, AssertionError):
+        # Starlette turns python-multipart's complaints (malformed body, missing boundary)
+        # into its own HTTPException with its own text; the row's message replaces it.
         raise bad_request("Request body must be a JSON object") from None
     items: list[tuple[str, object]] = []
     for name, value in form.multi_items():

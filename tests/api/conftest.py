@@ -13,6 +13,7 @@ import dataclasses
 import socket
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -114,6 +115,18 @@ def scripted():
     for task in asyncio.all_tasks(loop):
         loop.call_soon_threadsafe(task.cancel)
     thread.join(5)
+    # The loop stops as soon as `serve` ends, before the cancelled handlers (e.g. one still
+    # sleeping out a `delay_s`) have unwound; finish them here and let their transports
+    # close, or they are destroyed pending and warn inside some later test.
+    leftover = asyncio.all_tasks(loop)
+    for task in leftover:
+        task.cancel()
+
+    async def unwind() -> None:
+        await asyncio.gather(*leftover, return_exceptions=True)
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(unwind())
     loop.close()
 
 
@@ -160,10 +173,22 @@ def start_emulator():
         yield start
 
 
+@pytest.fixture(scope="module")
+def module_emulator() -> Iterator[RunningEmulator]:
+    """One default emulator per module; tests reach it through `emulator`."""
+    with serve_emulator(emulator_config()) as running:
+        yield running
+
+
 @pytest.fixture
-def emulator(start_emulator) -> RunningEmulator:
-    """One fast emulator with the default configuration."""
-    return start_emulator()
+def emulator(module_emulator: RunningEmulator) -> RunningEmulator:
+    """One fast emulator with the default configuration, as if just started.
+
+    The module's server, reset to its configuration (E43: jobs, assets, ledger, accounts,
+    faults and seeded RNGs) before each test: a new server per test costs more than the test.
+    """
+    module_emulator.reset()
+    return module_emulator
 
 
 def api_client(base_url: str, **kwargs) -> ApiClient:

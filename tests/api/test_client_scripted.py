@@ -392,6 +392,23 @@ async def test_storage_403_asks_for_a_fresh_url_and_hides_the_signature(scripted
     assert len(scripted.received) == 1
 
 
+async def test_storage_400_from_the_token_guard_is_a_refused_url_and_not_retried(
+    scripted, tmp_path
+):
+    """E41's 400 (`Authorization` sent to storage) is a 4xx: refresh, never repeat as is."""
+    message = b"Authorization header must not be sent to storage URLs"
+    scripted.queue(Canned(status=400, body=message, headers=(("Content-Type", "text/plain"),)))
+    async with _client(scripted.origin) as client:
+        with pytest.raises(ArtifactUrlExpiredError) as caught:
+            await client.download(f"{scripted.origin}/storage/a.png", tmp_path, image="hero")
+    assert (caught.value.status, caught.value.api_message) == (400, message.decode())
+    assert str(caught.value) == (
+        "hero: downloading the artifact: storage answered HTTP 400: " + message.decode()
+    )
+    assert [r.headers.get("authorization") for r in scripted.received] == [None]
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_storage_5xx_is_retried(scripted, tmp_path):
     """A transient storage failure is retried like any GET."""
     png = _png()

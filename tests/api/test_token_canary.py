@@ -1,8 +1,10 @@
 """The token never leaves the Authorization header of API requests.
 
 A unique canary token is driven through every error path of the client; then every
-captured stdout/stderr line, log record, exception str/repr and formatted traceback (with
-its chained causes) is searched for it.
+captured stdout/stderr line, log record, the client's repr and attributes, and every
+exception's str, repr, attributes and formatted traceback (with its chained causes, and
+once more with each frame's locals, as `pytest -l` or an error tracker renders them) is
+searched for it.
 """
 
 from __future__ import annotations
@@ -36,10 +38,22 @@ def _error(status: int, text: str) -> Canned:
 
 
 def _leaks(exc: BaseException) -> list[str]:
-    texts = [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
+    """Every text an exception can turn into, its chained causes included, that has the canary.
+
+    `capture_locals` renders each frame's locals with repr, as `pytest -l`, rich's
+    `show_locals` or an error tracker would: an object holding the token in a field with a
+    plain repr leaks through it.
+    """
+    texts = [
+        str(exc),
+        repr(exc),
+        repr(vars(exc)),
+        "".join(traceback.format_exception(exc)),
+        "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format()),
+    ]
     cause = exc.__cause__ or exc.__context__
     while cause is not None:
-        texts += [str(cause), repr(cause)]
+        texts += [str(cause), repr(cause), repr(vars(cause))]
         cause = cause.__cause__ or cause.__context__
     return [text for text in texts if CANARY in text]
 
@@ -60,6 +74,7 @@ async def _every_failure(origin: str, tmp_path) -> list[BaseException]:
     raised: list[BaseException] = []
     async with ApiClient(origin + "/v1/ltxstudio", CANARY, retry=ONE_TRY, timeout_s=2) as client:
         assert CANARY not in repr(client)
+        assert CANARY not in repr(vars(client))
         for (call,) in calls:
             try:
                 if call == "get":

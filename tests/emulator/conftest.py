@@ -15,11 +15,22 @@ from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
 from testing.emulator import api_client, fast_config
 
 
-@pytest.fixture
-def emulator() -> Iterator[RunningEmulator]:
-    """An emulator with millisecond jobs, served over real HTTP on loopback."""
+@pytest.fixture(scope="module")
+def module_emulator() -> Iterator[RunningEmulator]:
+    """One default emulator per module; tests reach it through `emulator`."""
     with serve_emulator(fast_config()) as running:
         yield running
+
+
+@pytest.fixture
+def emulator(module_emulator: RunningEmulator) -> RunningEmulator:
+    """An emulator with millisecond jobs over real HTTP on loopback, as if just started.
+
+    The module's server, reset to its configuration (E43: jobs, assets, ledger, accounts,
+    faults and seeded RNGs) before each test: a new server per test costs more than the test.
+    """
+    module_emulator.reset()
+    return module_emulator
 
 
 @pytest.fixture

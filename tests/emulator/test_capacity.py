@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from ltx_reconcile.emulator.config import AccountConfig
+from ltx_reconcile.emulator.wire import scheduler_entry
 from testing.emulator import api_client, running_emulator, wait_for_status, wait_until
 
 LONG_JOBS = {"flux": 20_000.0, "flux-premium": 20_000.0, "nano-banana": 20_000.0}
@@ -146,3 +148,58 @@ def test_wait_until_reports_a_timeout():
     """The polling helper fails loudly at its deadline."""
     with pytest.raises(AssertionError, match=r"within 0\.01 s"):
         wait_until(lambda: None, timeout_s=0.01)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "elapsed"),
+    [
+        (0.0, "00:00"),
+        (59.99, "00:59"),
+        (61.0, "01:01"),
+        (3599.0, "59:59"),
+        (75 * 60 + 3.5, "75:03"),
+    ],
+)
+def test_elapsed_is_zero_padded_minutes_and_seconds_past_59_minutes(emulator, seconds, elapsed):
+    """E26: `MM:SS` since acceptance, minutes allowed past 59; `started` is UTC with ms."""
+    with api_client(emulator) as client:
+        _create(client, replyRef="ltxr:timed")
+    (job,) = emulator.jobs()
+    entry = scheduler_entry(job, job.accepted_s + seconds)
+    accepted = dt.datetime.fromtimestamp(int(job.accepted_s * 1000) / 1000, tz=dt.UTC)
+    assert entry["elapsed"] == elapsed
+    assert entry["started"] == accepted.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def test_cancel_answers_404_for_unknown_and_finished_jobs(client):
+    """2.8: only a job in the scheduler can be cancelled."""
+    finished = _create(client).json()["jobId"]
+    wait_for_status(client, finished, want_artifact=False)
+    unknown = "email:user@example.com:00000000-0000-4000-8000-000000000000-type:image"
+    for job_id in (finished, unknown):
+        response = client.delete(f"/scheduler/{quote(job_id, safe='')}")
+        assert (response.status_code, response.json()) == (
+            404,
+            {"error": f"Unable to locate running jobId {job_id}", "code": 404},
+        )
+
+
+def test_the_accounts_own_max_jobs_applies_when_the_request_names_none():
+    """E18: the account's maxJobs is the limit by default; a request's maxJobs overrides it."""
+    accounts = (AccountConfig("user@example.com", max_jobs=1),)
+    with (
+        running_emulator(accounts=accounts, latency_median_s=LONG_JOBS) as emulator,
+        api_client(emulator) as client,
+    ):
+        first = _create(client)
+        refused = _create(client)
+        overridden = _create(client, maxJobs=3)
+        available = client.get("/scheduler/available").json()["available"]
+    assert (first.status_code, overridden.status_code) == (200, 200)
+    assert (
+        refused.json()["error"] == "Account user@example.com is executing 1 of 1 jobs, retry later"
+    )
+    # Two jobs run on an account whose own limit is 1: the free count never goes below 0.
+    assert available == [
+        {"email": "user@example.com", "maxJobs": 1, "executing": 2, "available": 0}
+    ]

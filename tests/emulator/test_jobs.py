@@ -13,7 +13,7 @@ from PIL import Image
 from ltx_reconcile.emulator.config import FaultConfig, FaultKind, FaultRule
 from ltx_reconcile.emulator.jobs import FAILURE_MESSAGES
 from ltx_reconcile.emulator.ledger import LedgerKind
-from testing.emulator import api_client, running_emulator, wait_for_status, wait_until
+from testing.emulator import api_client, fetch, running_emulator, wait_for_status, wait_until
 
 SLOW_JOBS = {"flux": 200.0, "flux-premium": 200.0, "nano-banana": 200.0}
 """With time_scale 0.001, jobs of about 200 ms: long enough to watch, short enough to wait."""
@@ -179,7 +179,7 @@ def test_poll_for_result_returns_the_completed_status_model(client):
     assert body["status"]["type"] == "completed"
     assert body["replyRef"] == "r1"
     assert body["code"] == 200
-    image = httpx.get(body["status"]["artifact"]["assetUrl"]).content
+    image = fetch(body["status"]["artifact"]["assetUrl"]).content
     assert Image.open(io.BytesIO(image)).size == (1024, 1024)
 
 
@@ -269,7 +269,7 @@ def test_the_same_seeded_request_draws_the_same_bytes(client):
     downloads = []
     for _ in range(2):
         body = wait_for_status(client, _create(client, seed=99, style="anime"))
-        downloads.append(httpx.get(body["status"]["artifact"]["assetUrl"]).content)
+        downloads.append(fetch(body["status"]["artifact"]["assetUrl"]).content)
     assert downloads[0] == downloads[1]
 
 
@@ -278,7 +278,7 @@ def test_unseeded_requests_draw_different_pictures_unless_derived():
     for unseeded, expect_equal in (("random", False), ("derive", True)):
         with running_emulator(unseeded=unseeded) as emulator, api_client(emulator) as client:
             images = [
-                httpx.get(
+                fetch(
                     wait_for_status(client, _create(client))["status"]["artifact"]["assetUrl"]
                 ).content
                 for _ in range(2)
@@ -290,7 +290,7 @@ def test_nondeterministic_output_changes_bytes_for_the_same_request():
     """E44: the noise option makes identical seeded requests differ."""
     with running_emulator(nondeterministic_output=True) as emulator, api_client(emulator) as client:
         images = [
-            httpx.get(
+            fetch(
                 wait_for_status(client, _create(client, seed=1))["status"]["artifact"]["assetUrl"]
             ).content
             for _ in range(2)

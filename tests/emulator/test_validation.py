@@ -7,7 +7,13 @@ import pytest
 
 from ltx_reconcile.emulator.config import AccountConfig
 from ltx_reconcile.emulator.server import RunningEmulator
-from testing.emulator import api_client, running_emulator, tiny_image
+from testing.emulator import (
+    LOOPBACK_TLS,
+    api_client,
+    running_emulator,
+    tiny_image,
+    wait_for_status,
+)
 
 STYLES = (
     "cinematic, vintage, low_key, indy, y2k, pop, grunge, dreamy, hand_drawn, 2d_novel, "
@@ -90,6 +96,50 @@ ACCEPTED: list[tuple[str, dict[str, object]]] = [
 ]  # fmt: skip
 
 
+STRING_FIELDS = (
+    "email",
+    "prompt",
+    "location",
+    "weather",
+    "lighting",
+    "aspectRatio",
+    "referenceAssetId",
+    "style",
+    "shotType",
+    "shotAngle",
+    "model",
+    "replyUrl",
+    "replyRef",
+)
+NOT_STRINGS: tuple[tuple[str, object], ...] = (
+    ("number", 5),
+    ("boolean", True),
+    ("list", ["x"]),
+    ("object", {"x": "y"}),
+)
+# Row 21: every string field, given a JSON value of another type.
+REJECTED += [
+    (f"{name} as {kind}", {"prompt": "p", name: value}, f"{name} must be a string")
+    for name in STRING_FIELDS
+    for kind, value in NOT_STRINGS
+]
+ACCEPTED += [(f"style {style}", {"prompt": "p", "style": style}) for style in STYLES.split(", ")]
+ACCEPTED += [
+    (f"angle {angle}", {"prompt": "p", "shotAngle": angle}) for angle in ANGLES.split(", ")
+]
+ACCEPTED += [
+    ("explicit defaults", {"prompt": "p", "model": "flux", "aspectRatio": "16:9", "reference_strength": 50}),
+    ("premium with base style", {"prompt": "p", "model": "flux-premium", "style": "base"}),
+    ("banana square", {"prompt": "p", "model": "nano-banana", "aspectRatio": "1:1"}),
+    ("bounds low", {"prompt": "p", "seed": 0, "pollForResult": 1, "reference_strength": 0}),  # maxJobs 1: test_capacity
+    ("bounds high", {"prompt": "p", "maxJobs": 100, "pollForResult": 20, "reference_strength": 100}),
+    ("seed max text", {"prompt": "p", "seed": "4294967295"}),
+    ("texts at 2000", {"prompt": "p", "location": "l" * 2000, "weather": "w" * 2000, "shotType": "s" * 2000}),
+    ("https reply url", {"prompt": "p", "replyUrl": "https://127.0.0.1:9/" + "x" * 2000}),
+    ("null optionals", {"prompt": "p", "model": None, "aspectRatio": None, "replyRef": None, "maxJobs": None}),
+]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("body", "message"), [c[1:] for c in REJECTED], ids=[c[0] for c in REJECTED]
 )
@@ -109,10 +159,21 @@ def test_each_valid_json_value_is_accepted(shared_client, body):
 
 
 def _form(body: dict[str, object]) -> dict[str, tuple[None, str]]:
-    return {name: (None, str(value)) for name, value in body.items()}
+    """The body as form fields: numbers as decimal strings, null as the empty string (E4)."""
+    form = {name: (None, "" if value is None else str(value)) for name, value in body.items()}
+    # An empty form is no multipart body at all; an empty optional field keeps it a form.
+    return form or {"location": (None, "")}
 
 
-MULTIPART_REJECTED = [c for c in REJECTED if all(isinstance(v, str) for v in c[1].values())]
+def _form_expressible(body: dict[str, object]) -> bool:
+    return all(not isinstance(value, list | dict) for value in body.values())
+
+
+# A form cannot carry a non-string (row 21); every other case means the same as a string.
+MULTIPART_REJECTED = [
+    c for c in REJECTED if _form_expressible(c[1]) and not c[2].endswith("must be a string")
+]
+MULTIPART_ACCEPTED = [c for c in ACCEPTED if _form_expressible(c[1])]
 
 
 @pytest.mark.parametrize(
@@ -122,9 +183,35 @@ MULTIPART_REJECTED = [c for c in REJECTED if all(isinstance(v, str) for v in c[1
 )
 def test_each_invalid_multipart_field_gets_the_same_message(shared_client, body, message):
     """Multipart forms are judged by the same rows and messages as JSON."""
-    response = shared_client.post("/images/create", files=_form(body) or {"x": (None, "")})
-    expected = message if body else "Unknown parameter: x"
-    assert response.json() == {"error": expected, "code": 400}
+    response = shared_client.post("/images/create", files=_form(body))
+    assert response.json() == {"error": message, "code": 400}
+
+
+@pytest.mark.parametrize(
+    "body", [c[1] for c in MULTIPART_ACCEPTED], ids=[c[0] for c in MULTIPART_ACCEPTED]
+)
+def test_each_valid_value_is_accepted_as_a_multipart_form_too(shared_client, body):
+    """1.4: every accepted value, sent as form fields (all strings), creates a job."""
+    response = shared_client.post("/images/create", files=_form(body))
+    assert response.status_code == 200, response.text
+    assert response.json()["jobId"].startswith("email:user@example.com:")
+
+
+@pytest.mark.parametrize("name", ["prompt", "style", "replyRef"])
+def test_a_file_part_where_a_string_belongs_is_rejected(shared_client, name):
+    """Row 21 for forms: a file upload is not a string parameter."""
+    files = {"prompt": (None, "p"), name: ("value.txt", b"text", "text/plain")}
+    response = shared_client.post("/images/create", files=files)
+    assert response.json() == {"error": f"{name} must be a string", "code": 400}
+
+
+def test_a_body_without_content_type_is_rejected(shared_client):
+    """Row 1: no Content-Type at all is neither JSON nor a form."""
+    response = shared_client.post("/images/create", content=b'{"prompt": "p"}')
+    assert response.json() == {
+        "error": "Content-Type must be application/json or multipart/form-data",
+        "code": 400,
+    }
 
 
 def test_multipart_numbers_arrive_as_decimal_strings(shared_client):
@@ -148,6 +235,9 @@ def test_a_multipart_field_given_twice_is_rejected(shared_client):
         ("application/json", b"{not json", "Request body must be a JSON object"),
         ("application/json", b'["prompt"]', "Request body must be a JSON object"),
         ("application/json", b"", "Request body must be a JSON object"),
+        ("application/json", b'"prompt"', "Request body must be a JSON object"),
+        ("multipart/form-data; boundary=xyz", b"not a form", "Request body must be a JSON object"),
+        ("multipart/form-data", b"--xyz--", "Request body must be a JSON object"),
     ],
 )  # fmt: skip
 def test_bodies_that_are_not_json_objects_or_forms_are_rejected(
@@ -177,24 +267,47 @@ def test_the_first_failing_row_decides_the_answer(shared_client, body, message):
     assert shared_client.post("/images/create", json=body).json()["error"] == message
 
 
+def _both_encodings(client: httpx.Client, body: dict[str, object]) -> list[httpx.Response]:
+    """The same create sent as JSON and as a multipart form."""
+    return [
+        client.post("/images/create", json=body),
+        client.post("/images/create", files=_form(body)),
+    ]
+
+
 def test_no_configured_account_is_a_400():
-    """Row 22: with no accounts, every create names POST /accounts."""
+    """Row 22: with no accounts, every create names POST /accounts, JSON or form."""
     with running_emulator(accounts=()) as emulator, api_client(emulator) as client:
-        response = client.post("/images/create", json={"prompt": "p"})
-    assert response.json() == {
-        "error": "No LTX Studio account is configured, use POST /accounts first",
-        "code": 400,
-    }
+        responses = _both_encodings(client, {"prompt": "p"})
+    assert [r.json() for r in responses] == [
+        {"error": "No LTX Studio account is configured, use POST /accounts first", "code": 400}
+    ] * 2
 
 
 def test_email_is_required_when_two_accounts_exist():
-    """Row 23 and E5: no random load balancing between accounts."""
+    """Row 23 and E5: no random load balancing between accounts, JSON or form."""
     accounts = (AccountConfig("a@example.com"), AccountConfig("b@example.com"))
     with running_emulator(accounts=accounts) as emulator, api_client(emulator) as client:
-        missing = client.post("/images/create", json={"prompt": "p"})
-        named = client.post("/images/create", json={"prompt": "p", "email": "B@example.com"})
-    assert missing.json()["error"] == "email is required when more than one account is configured"
-    assert named.json()["jobId"].startswith("email:b@example.com:")
+        missing = _both_encodings(client, {"prompt": "p"})
+        named = _both_encodings(client, {"prompt": "p", "email": "B@example.com"})
+    assert [r.json()["error"] for r in missing] == [
+        "email is required when more than one account is configured"
+    ] * 2
+    assert all(r.json()["jobId"].startswith("email:b@example.com:") for r in named)
+
+
+def test_a_generated_image_is_usable_as_a_reference_json_or_form(client: httpx.Client):
+    """Row 25: the fileId of one of the account's own generated images is a valid reference."""
+    job_id = client.post("/images/create", json={"prompt": "p"}).json()["jobId"]
+    file_id = wait_for_status(client, job_id)["status"]["artifact"]["asset"]["fileId"]
+    responses = _both_encodings(client, {"prompt": "q", "referenceAssetId": file_id})
+    refused = _both_encodings(
+        client, {"prompt": "q", "model": "flux-premium", "referenceAssetId": file_id}
+    )
+    assert [r.status_code for r in responses] == [200, 200]
+    assert [r.json()["error"] for r in refused] == [
+        "referenceAssetId is not supported by model flux-premium"
+    ] * 2
 
 
 def test_a_reference_must_be_a_reference_upload_or_a_generated_image(
@@ -207,15 +320,14 @@ def test_a_reference_must_be_a_reference_upload_or_a_generated_image(
         "/assets/?type=reference-image", content=png, headers={"Content-Type": "image/png"}
     ).json()
     plain_id = plain["asset"]["fileId"]
-    refused = client.post("/images/create", json={"prompt": "p", "referenceAssetId": plain_id})
-    accepted = client.post(
-        "/images/create",
-        json={"prompt": "p", "referenceAssetId": reference["asset"]["fileId"]},
+    refused = _both_encodings(client, {"prompt": "p", "referenceAssetId": plain_id})
+    accepted = _both_encodings(
+        client, {"prompt": "p", "referenceAssetId": reference["asset"]["fileId"]}
     )
-    assert refused.json()["error"] == (
+    assert [r.json()["error"] for r in refused] == [
         f"referenceAssetId {plain_id} is not an image usable as a reference"
-    )
-    assert accepted.status_code == 200
+    ] * 2
+    assert [r.status_code for r in accepted] == [200, 200]
 
 
 def test_a_reference_of_another_account_is_not_found():
@@ -241,7 +353,7 @@ def test_a_reference_of_another_account_is_not_found():
 def test_validation_comes_after_auth_and_subscription():
     """E20: 401 beats 402 (subscription), which beats any 400."""
     with running_emulator(subscription_active=False) as emulator:
-        anonymous = httpx.post(emulator.base_url + "/images/create", json={})
+        anonymous = httpx.post(emulator.base_url + "/images/create", json={}, verify=LOOPBACK_TLS)
         with api_client(emulator) as client:
             subscribed = client.post("/images/create", json={})
     assert anonymous.json() == {"error": "Unauthorized", "code": 401}
