@@ -109,7 +109,7 @@ class Plan:
     serial: int
     specs_digest: str
     changes: tuple[Change, ...]
-    """Every image's change, no-ops included, sorted by image address."""
+    """Every image's change, no-ops included, by image address; deletes last, by address."""
     skipped: int = 0
     """Images left out by --target/--exclude."""
     options: Mapping[str, object] = field(default_factory=dict)
