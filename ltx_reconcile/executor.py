@@ -133,6 +133,8 @@ class Executor:
         self._images: dict[str, asyncio.Future[str | None]] = {}
         self._keys: dict[str, asyncio.Future[str | None]] = {}
         self._settled: dict[str, asyncio.Future[str | None]] = {}
+        self._settle_failures: dict[str, str] = {}
+        """Key -> why following an earlier run's paid job failed (already reported)."""
         self._uploads: dict[str, asyncio.Future[str]] = {}
         self._snapshot: StateSnapshot | None = None
 
@@ -191,10 +193,11 @@ class Executor:
 
     def _adopt(self, entry_id: int, job_ids: tuple[str, ...], found_by: str) -> None:
         entry = self._journal.entry(entry_id)
-        with self._store.transaction():
-            self._journal.mark_submitted(entry_id, job_ids[0])
-            for extra in job_ids[1:]:
-                self._journal.record_extra_job(entry_id, extra)
+        # The job id commits on its own, at once (the journal refuses it inside a
+        # transaction); extra paid jobs under the same replyRef are kept right after.
+        self._journal.mark_submitted(entry_id, job_ids[0])
+        for extra in job_ids[1:]:
+            self._journal.record_extra_job(entry_id, extra)
         self._report(
             JobAdopted(
                 entry.image, job_id=job_ids[0], found_by=found_by, extra_jobs=len(job_ids) - 1
@@ -225,6 +228,7 @@ class Executor:
             try:
                 got = await self._follow(self._journal.entry(entry.id), job_id, hold_slot=True)
             except (_JobFailed, ApiError) as err:
+                self._settle_failures[entry.key] = str(err)
                 self._report(ImageFailed(entry.image, message=str(err)))
                 continue
             digest = digest or got
@@ -275,11 +279,22 @@ class Executor:
         if digest is not None:
             await self._finish(spec, change, change.key, digest)
             return digest
+        failure = self._settle_failures.get(change.key)
+        if failure is not None and not self._has_unknown(change.key):
+            # The earlier job was found and failed (refunded), or is paid for but could not
+            # be fetched yet: not an unknown outcome. Reported while settling.
+            self.summary.failed[change.image] = failure
+            return None
         if not self._options.resubmit_unknown:
             raise _Unknown(
                 "an earlier attempt may have been paid for but its job was not found; "
                 "rerun with --resubmit-unknown to pay for it again"
             )
+        # The user chose to pay again: the unknown attempts stay on record, closed, so the
+        # journal takes the new attempt's intent (a key has at most one open entry).
+        for entry in self._journal.entries_for(change.key):
+            if entry.state == "unknown":
+                self._journal.mark_abandoned(entry.id, "sent again under --resubmit-unknown")
         return await self._generate(spec, change)
 
     async def _generate(self, spec: ImageSpec, change: Change) -> str:
@@ -308,6 +323,9 @@ class Executor:
         await self._finish(spec, change, key, digest, reference_digest)
         self.summary.generated.append(spec.name)
         return digest
+
+    def _has_unknown(self, key: str) -> bool:
+        return any(entry.state == "unknown" for entry in self._journal.entries_for(key))
 
     def _stored_artifact(self, key: str) -> str | None:
         assert self._snapshot is not None  # noqa: S101 - set by run()
@@ -342,8 +360,9 @@ class Executor:
             if isinstance(outcome, tuple):
                 entry, job_id = outcome
                 return await self._follow(entry, job_id, hold_slot=False)
-            self._report(JobDeferred(spec.name, delay_s=outcome))
-            await self._sleep_unless_stopping(outcome or delay_s)
+            wait_s = outcome or delay_s
+            self._report(JobDeferred(spec.name, delay_s=wait_s))
+            await self._sleep_unless_stopping(wait_s)
             delay_s = min(delay_s * 2, _DEFER_MAX_S)
 
     async def _submit(

@@ -24,9 +24,9 @@ from ltx_reconcile.events import Reporter
 
 
 @click.command()
-@click.argument(
-    "planfile", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path)
-)
+# Not `exists=True`: click would look in the current directory, but PLANFILE is read
+# below the -C root (where `plan --out` wrote it); a missing file is a UsageError there.
+@click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @workspace_options
 @selection_options
 @api_options

@@ -1,0 +1,119 @@
+"""Recovery of creates whose outcome was lost (contract 4.5): found by replyRef and adopted,
+reported unknown when not found, sent again only when the user says so."""
+
+from __future__ import annotations
+
+import pytest
+
+from ltx_reconcile.emulator.config import FaultConfig, FaultKind, FaultRule
+from ltx_reconcile.emulator.server import RunningEmulator
+from ltx_reconcile.errors import ExitCode
+from testing.emulator import wait_until
+from testing.workspace import CliWorkspace
+
+TWO_IMAGES = """
+    images:
+      cat:
+        prompt: a cat on a windowsill
+        seed: 1
+      dog:
+        prompt: a dog in the snow
+        seed: 2
+"""
+
+
+@pytest.mark.slow
+def test_creates_refused_with_429_are_sent_again_under_new_attempts_and_paid_once(
+    workspace: CliWorkspace, emulator: RunningEmulator
+) -> None:
+    """A 429 proves no job was made: apply waits (5 s, contract 4.4) and sends again with a
+    fresh replyRef under a new journal attempt; each image is paid for once."""
+    workspace.specs(TWO_IMAGES)
+    emulator.set_faults(
+        FaultConfig(
+            rules=(
+                FaultRule(
+                    FaultKind.STATUS_BEFORE_ACCEPT, endpoint="images/create", status=429, times=2
+                ),
+            )
+        )
+    )
+
+    run = workspace.apply()
+
+    assert run.returncode == ExitCode.OK, run.stderr
+    assert run.stderr.count("no free job slot (429), nothing charged; retrying in 5 s") == 2
+    assert sorted((row.attempt, row.state) for row in workspace.journal()) == [
+        (1, "failed"),
+        (1, "failed"),
+        (2, "fetched"),
+        (2, "fetched"),
+    ]
+    assert len(emulator.charges()) == 2
+    assert workspace.output_problems() == []
+
+
+def test_a_lost_create_that_made_no_job_is_unknown_until_resubmitted_by_the_user(
+    workspace: CliWorkspace, emulator: RunningEmulator
+) -> None:
+    """A 503 to a create may hide a paid job: the image is reported unknown (exit 6) on every
+    run until `--resubmit-unknown`, which sends it under a new attempt and pays once."""
+    workspace.specs(TWO_IMAGES)
+    emulator.set_faults(
+        FaultConfig(
+            rules=(FaultRule(FaultKind.STATUS_BEFORE_ACCEPT, endpoint="images/create", status=503),)
+        )
+    )
+
+    first = workspace.apply()
+    again = workspace.apply()
+    resubmitted = workspace.apply("--resubmit-unknown")
+
+    assert (first.returncode, again.returncode) == (ExitCode.PARTIAL, ExitCode.PARTIAL)
+    for run in (first, again):
+        assert "1 failed" not in run.stdout
+        assert "0 failed, 1 unknown" in run.stdout
+        assert "rerun with --resubmit-unknown to pay for it again" in run.stdout
+    assert len(emulator.charges()) == 2
+    assert resubmitted.returncode == ExitCode.OK, resubmitted.stderr
+    assert "Apply complete: 1 generated" in resubmitted.stdout
+    assert len(emulator.charges()) == 2
+    assert workspace.output_problems() == []
+    assert sorted(row.state for row in workspace.journal()) == ["abandoned", "fetched", "fetched"]
+
+
+def test_a_paid_job_that_fails_after_a_crash_is_reported_failed_not_unknown(
+    workspace: CliWorkspace, emulator: RunningEmulator
+) -> None:
+    """An apply killed while its job runs; the job then fails. The resume reports the API's
+    failure (exit 6), not an unknown outcome, and the next apply generates the image."""
+    workspace.specs(TWO_IMAGES)
+    emulator.set_faults(
+        FaultConfig(
+            rules=(
+                FaultRule(FaultKind.FAIL_JOB, message="Generation failed: upstream timeout"),
+                # Status reads fail, so the child cannot learn how its jobs end before the kill.
+                FaultRule(
+                    FaultKind.STATUS_BEFORE_ACCEPT, endpoint="assets/status", status=503, times=999
+                ),
+            )
+        )
+    )
+    child = workspace.spawn_apply()
+    wait_until(lambda: [row.state for row in workspace.journal()] == ["submitted"] * 2, 15)
+    child.kill()
+    emulator.set_faults(FaultConfig())
+
+    resumed = workspace.apply()
+
+    assert resumed.returncode == ExitCode.PARTIAL, resumed.stderr
+    assert "0 unknown" in resumed.stdout
+    assert "1 failed" in resumed.stdout
+    assert "Generation failed: upstream timeout" in resumed.stdout
+    rerun = workspace.apply()
+    assert rerun.returncode == ExitCode.OK, rerun.stderr
+    assert "Apply complete: 1 generated" in rerun.stdout
+    assert workspace.output_problems() == []
+    assert workspace.net_charges_by_key(emulator.ledger()) == dict.fromkeys(
+        workspace.image_keys(), 1
+    )
