@@ -97,6 +97,8 @@ def apply(
             "--target, --exclude and --replace belong to `plan` when applying a PLANFILE"
         )
     workspace = open_workspace(app, specs_dir, state_path, objects_dir)
+    # Before the state is opened (which creates it): invalid specs must change nothing.
+    workspace.validate()
     stdout = render.stdout_console()
     stderr = render.stderr_console()
     options = ApplyOptions(

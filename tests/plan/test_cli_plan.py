@@ -57,11 +57,6 @@ def test_an_invalid_spec_exits_3_and_writes_nothing(project, capsys, args):
     assert project.files() == ["specs/a.yaml"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apply opens (and so creates) state/state.db under its lease before it loads "
-    "the specs (cli/apply.py, Workspace.session), although the error says nothing was written",
-)
 def test_apply_with_an_invalid_spec_exits_3_and_writes_nothing(project, capsys):
     """apply refuses invalid specs before touching the state, like plan."""
     project.specs(TYPO)
