@@ -136,6 +136,8 @@ class Executor:
         self._settle_failures: dict[str, str] = {}
         """Key -> why following an earlier run's paid job failed (already reported)."""
         self._uploads: dict[str, asyncio.Future[str]] = {}
+        self._charged_here: set[str] = set()
+        """Jobs this run paid for; a refund of an earlier run's job is not this run's."""
         self._snapshot: StateSnapshot | None = None
 
     def request_stop(self) -> None:
@@ -193,11 +195,7 @@ class Executor:
 
     def _adopt(self, entry_id: int, job_ids: tuple[str, ...], found_by: str) -> None:
         entry = self._journal.entry(entry_id)
-        # The job id commits on its own, at once (the journal refuses it inside a
-        # transaction); extra paid jobs under the same replyRef are kept right after.
-        self._journal.mark_submitted(entry_id, job_ids[0])
-        for extra in job_ids[1:]:
-            self._journal.record_extra_job(entry_id, extra)
+        self._journal.adopt(entry_id, job_ids, cost=self._price(entry.request))
         self._report(
             JobAdopted(
                 entry.image, job_id=job_ids[0], found_by=found_by, extra_jobs=len(job_ids) - 1
@@ -388,7 +386,7 @@ class Executor:
                 self._slots.release()
                 released = True
                 return 0.0
-            self._charge(spec, entry, key, job_id)
+            self._charge(spec, entry, job_id)
             watch = self._watcher.watch(job_id)
             await watch.left.wait()
             return entry, job_id
@@ -428,7 +426,7 @@ class Executor:
         job_id = created.job_id  # a JobStatus only for pollForResult, which we never send
         if not job_id:
             return await self._recover_one(spec, entry)
-        self._journal.mark_submitted(entry.id, job_id)
+        self._journal.mark_submitted(entry.id, job_id, cost=spec.price)
         return job_id
 
     async def _recover_one(self, spec: ImageSpec, entry: JournalEntry) -> str:
@@ -449,15 +447,9 @@ class Executor:
         self._adopt(entry.id, jobs.job_ids, jobs.found_by)
         return jobs.job_ids[0]
 
-    def _charge(self, spec: ImageSpec, entry: JournalEntry, key: str, job_id: str) -> None:
-        self._store.record_spend(
-            job_id=job_id,
-            key=key,
-            image=spec.name,
-            model=spec.inputs.model.value,
-            amount=spec.price,
-            kind="generation",
-        )
+    def _charge(self, spec: ImageSpec, entry: JournalEntry, job_id: str) -> None:
+        # The spend line was committed with the job id (Journal.mark_submitted).
+        self._charged_here.add(job_id)
         self.summary.spent += spec.price
         self._report(JobSubmitted(spec.name, job_id=job_id, attempt=entry.attempt, cost=spec.price))
 
@@ -472,17 +464,20 @@ class Executor:
         status = await watch.done
         if status.is_failed:
             message = status.status.message if status.status else None
-            self._journal.mark_failed(entry.id, message or "the job failed")
             price = self._price(entry.request)
-            self._store.record_spend(
-                job_id=job_id,
-                key=entry.key,
-                image=entry.image,
-                model=str(entry.request.get("model", "flux")),
-                amount=-price,
-                kind="refund",
-            )
-            self.summary.spent -= price
+            # One commit: the entry is closed and its refund recorded together (E40).
+            with self._store.transaction():
+                self._journal.mark_failed(entry.id, message or "the job failed")
+                self._store.record_spend(
+                    job_id=job_id,
+                    key=entry.key,
+                    image=entry.image,
+                    model=str(entry.request.get("model", "flux")),
+                    amount=-price,
+                    kind="refund",
+                )
+            if job_id in self._charged_here:
+                self.summary.spent -= price
             raise _JobFailed(f"the API reports the job failed: {message or 'no reason given'}")
         if self._journal.entry(entry.id).state == "submitted":
             self._journal.mark_completed(entry.id)

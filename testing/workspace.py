@@ -320,6 +320,12 @@ class CliWorkspace:
             broken = conn.execute("PRAGMA foreign_key_check").fetchall()
         return f"foreign key violations: {broken}" if broken else str(verdict)
 
+    def recorded_spend(self) -> dict[str, float]:
+        """Job id -> credits the state's spend ledger holds for it, refunds deducted."""
+        with contextlib.closing(self._connect()) as conn:
+            rows = conn.execute("SELECT job_id, TOTAL(amount) FROM spend GROUP BY job_id")
+            return {job_id: total for job_id, total in rows if total}
+
     def _connect(self) -> sqlite3.Connection:
         # mode=rw with query_only, as the product's own reader: a read-only connection to
         # a WAL file would leave -wal and -shm files behind.
@@ -348,6 +354,15 @@ class CliWorkspace:
         ]
 
     # -- the invariants every apply test ends on ------------------------------------------
+
+    @staticmethod
+    def net_spend_by_job(ledger: Sequence[LedgerEntry]) -> dict[str, float]:
+        """Job id -> credits the API kept for it, from the emulator's `ledger`."""
+        net: dict[str, float] = {}
+        for entry in ledger:
+            sign = 1 if entry.kind is LedgerKind.CHARGE else -1
+            net[entry.job_id] = net.get(entry.job_id, 0) + sign * entry.amount
+        return {job_id: amount for job_id, amount in net.items() if amount}
 
     def net_charges_by_key(self, ledger: Sequence[LedgerEntry]) -> dict[str, int]:
         """Image key -> jobs charged minus jobs refunded, from the emulator's `ledger`.

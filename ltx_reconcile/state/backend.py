@@ -7,7 +7,7 @@ store (PostgreSQL) can satisfy them later without the planner or executor changi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
@@ -108,8 +108,12 @@ class JournalWriter(Protocol):
         """Durably record a create that is about to be sent."""
         ...
 
-    def mark_submitted(self, entry_id: int, job_id: str) -> JournalEntry:
-        """Record the job id the API returned."""
+    def mark_submitted(self, entry_id: int, job_id: str, *, cost: float) -> JournalEntry:
+        """The job id the API returned, and its charge, committed at once."""
+        ...
+
+    def adopt(self, entry_id: int, job_ids: Sequence[str], *, cost: float) -> JournalEntry:
+        """Jobs recovery found under an entry's replyRef, all committed at once."""
         ...
 
     def mark_completed(self, entry_id: int) -> JournalEntry:
@@ -130,10 +134,6 @@ class JournalWriter(Protocol):
 
     def mark_abandoned(self, entry_id: int, message: str) -> JournalEntry:
         """An unknown entry the user chose to resubmit."""
-        ...
-
-    def record_extra_job(self, of_entry_id: int, job_id: str) -> JournalEntry:
-        """A second paid job found under an entry's replyRef."""
         ...
 
     def open_entries(self) -> list[JournalEntry]:

@@ -20,7 +20,7 @@ would be a second payment for an image already on its way.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from ltx_reconcile.errors import StateError
@@ -29,6 +29,7 @@ from ltx_reconcile.state.records import (
     OPEN_JOURNAL_STATES,
     JournalEntry,
     JournalState,
+    SpendKind,
     dump_json,
 )
 from ltx_reconcile.state.store import StateStore
@@ -97,16 +98,46 @@ class Journal:
             self._store._mark_changed()
             return self.entry(entry_id)
 
-    def mark_submitted(self, entry_id: int, job_id: str) -> JournalEntry:
-        """Record the job id the API returned; committed at once, outside any transaction.
+    def mark_submitted(self, entry_id: int, job_id: str, *, cost: float) -> JournalEntry:
+        """Record the job id the API returned, and its charge, in one commit of its own.
 
-        Also adopts an `unknown` entry whose job recovery found. Raises `StateError` for an
-        illegal move, inside a transaction, or when the job is already another entry's.
+        The spend line goes with the job id, so no crash can leave a paid job unrecorded in
+        the spend ledger. Also adopts an `unknown` entry whose job recovery found. Raises
+        `StateError` for an illegal move, inside a transaction, or when the job is already
+        another entry's.
         """
         self._require_own_commit("mark_submitted")
         with self._store.transaction():
-            self._refuse_known_job(job_id)
-            return self._move(entry_id, "submitted", job_id=job_id)
+            return self._submitted(entry_id, job_id, cost)
+
+    def adopt(self, entry_id: int, job_ids: Sequence[str], *, cost: float) -> JournalEntry:
+        """Recovery found the jobs made under an entry's replyRef: record them all at once.
+
+        The first becomes the entry's job; every further one is a second paid job, kept as
+        an entry of its own (never dropped: it is money) with an `extra` spend line. One
+        commit, so a crash cannot keep the first and lose the others. Raises `StateError`
+        like `mark_submitted`.
+        """
+        self._require_own_commit("adopt")
+        first, *extras = job_ids
+        with self._store.transaction():
+            entry = self._submitted(entry_id, first, cost)
+            for job_id in extras:
+                extra = self._record_extra_job(entry_id, job_id)
+                self._record_charge(extra, job_id, cost, "extra")
+            return entry
+
+    def _submitted(self, entry_id: int, job_id: str, cost: float) -> JournalEntry:
+        self._refuse_known_job(job_id)
+        entry = self._move(entry_id, "submitted", job_id=job_id)
+        self._record_charge(entry, job_id, cost, "generation")
+        return entry
+
+    def _record_charge(
+        self, entry: JournalEntry, job_id: str, cost: float, kind: SpendKind
+    ) -> None:
+        model = str(entry.request.get("model", "flux"))
+        self._store.record_spend(job_id, entry.key, entry.image, model, cost, kind)
 
     def mark_completed(self, entry_id: int) -> JournalEntry:
         """The API reports the job done, with a download URL not yet fetched."""
@@ -128,7 +159,7 @@ class Journal:
         """The user chose to resubmit an unknown entry; it stays on record, closed."""
         return self._move(entry_id, "abandoned", message=message)
 
-    def record_extra_job(self, of_entry_id: int, job_id: str) -> JournalEntry:
+    def _record_extra_job(self, of_entry_id: int, job_id: str) -> JournalEntry:
         """Keep a second paid job found under an entry's replyRef, as its own entry.
 
         The new entry shares the original's key, attempt and replyRef, starts `submitted`

@@ -77,6 +77,7 @@ def assert_converged(
         workspace.image_keys(), 1
     )
     assert [row for row in workspace.journal() if row.state in OPEN] == []
+    assert workspace.recorded_spend() == workspace.net_spend_by_job(emulator.ledger())
 
 
 def resume_until_done(workspace: CliWorkspace, attempts: int = 4) -> list[Finished]:

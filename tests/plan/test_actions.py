@@ -172,7 +172,7 @@ def test_an_open_journal_entry_for_the_key_is_resumed_for_free(applied):
         "an earlier create was sent but its answer was lost; apply recovers the job",
     )
     with applied.store() as store:
-        Journal(store).mark_submitted(entry, "job-42")
+        Journal(store).mark_submitted(entry, "job-42", cost=28)
     assert applied.changes()["squire"].reason == (
         "job job-42 is already paid for and still open; apply follows it"
     )
