@@ -89,6 +89,14 @@ class _Unknown(Exception):  # noqa: N818 - control flow inside the executor, nev
     """The attempt's outcome is unknown; it is journaled as such."""
 
 
+class _Busy(Exception):  # noqa: N818 - control flow inside the executor, never escapes
+    """The API answered 429: no job was made; send again after `retry_after_s`."""
+
+    def __init__(self, retry_after_s: float | None) -> None:
+        super().__init__("no free job slot")
+        self.retry_after_s = retry_after_s
+
+
 class _JobFailed(Exception):  # noqa: N818 - control flow inside the executor, never escapes
     """The API reported the job failed, or refused it."""
 
@@ -358,16 +366,18 @@ class Executor:
             if isinstance(outcome, tuple):
                 entry, job_id = outcome
                 return await self._follow(entry, job_id, hold_slot=False)
-            wait_s = outcome or delay_s
+            # The API's own Retry-After when it gave one (E18), else our backoff (4.4).
+            wait_s = delay_s if outcome is None else outcome
             self._report(JobDeferred(spec.name, delay_s=wait_s))
             await self._sleep_unless_stopping(wait_s)
             delay_s = min(delay_s * 2, _DEFER_MAX_S)
 
     async def _submit(
         self, spec: ImageSpec, key: str, body: dict[str, object]
-    ) -> tuple[JournalEntry, str] | float:
-        """Send one create under a fresh journal entry: (entry, job id), or the delay to
-        wait after a 429. The slot is held until the job stops executing."""
+    ) -> tuple[JournalEntry, str] | float | None:
+        """Send one create under a fresh journal entry: (entry, job id), or after a 429 the
+        wait the API asked for (None: it named none). The slot is held until the job stops
+        executing."""
         await self._slots.acquire()
         released = False
         try:
@@ -380,12 +390,13 @@ class Executor:
                 request_digest=_digest_of_request(body),
             )
             self._reserved += spec.price
-            job_id = await self._create(spec, entry, body)
-            if job_id is None:
+            try:
+                job_id = await self._create(spec, entry, body)
+            except _Busy as busy:
                 self._reserved -= spec.price
                 self._slots.release()
                 released = True
-                return 0.0
+                return busy.retry_after_s
             self._charge(spec, entry, job_id)
             watch = self._watcher.watch(job_id)
             await watch.left.wait()
@@ -403,16 +414,14 @@ class Executor:
             self._report(BudgetReached(spec.name, spent=self._reserved, limit=limit))
             raise _Skipped(f"--max-cost {limit} reached ({self._reserved} credits committed)")
 
-    async def _create(
-        self, spec: ImageSpec, entry: JournalEntry, body: dict[str, object]
-    ) -> str | None:
-        """POST the create; the job id, or None after a 429 (no job exists)."""
+    async def _create(self, spec: ImageSpec, entry: JournalEntry, body: dict[str, object]) -> str:
+        """POST the create; the job id. Raises `_Busy` after a 429 (no job exists)."""
         request = CreateImageRequest.model_validate({**body, "replyRef": entry.reply_ref})
         try:
             created = await self._client.create_image(request, image=spec.name)
         except RateLimitedError as err:
             self._journal.mark_failed(entry.id, f"not accepted (429): {err.api_message or err}")
-            return None
+            raise _Busy(err.retry_after_s) from None
         except OutcomeUnknownError:
             return await self._recover_one(spec, entry)
         except (InsufficientCreditsError, UnauthorizedError) as err:
