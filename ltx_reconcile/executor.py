@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Final
 
 from ltx_reconcile.api.client import ApiClient
-from ltx_reconcile.api.model import CreateImageRequest, JobStatus
+from ltx_reconcile.api.model import CreateImageRequest, JobState, JobStatus
 from ltx_reconcile.apply_result import ApplyOptions, ApplySummary
 from ltx_reconcile.artifacts import ArtifactStore, image_info
 from ltx_reconcile.errors import (
@@ -470,7 +470,10 @@ class Executor:
         if hold_slot:
             async with self._slots:
                 await watch.left.wait()
-        status = await watch.done
+        try:
+            status = await watch.done
+        except NotFoundError:
+            status = await self._status_from_library(entry, job_id)
         if status.is_failed:
             message = status.status.message if status.status else None
             price = self._price(entry.request)
@@ -517,9 +520,33 @@ class Executor:
         try:
             return await self._client.get_job(job_id)
         except NotFoundError:
-            raise DownloadError(
-                f"job {job_id}'s record expired before its artifact was fetched"
+            return await self._library_status(job_id)
+
+    async def _status_from_library(self, entry: JournalEntry, job_id: str) -> JobStatus:
+        """The status of a paid job whose record the API no longer keeps (E35)."""
+        try:
+            return await self._library_status(job_id)
+        except NotFoundError:
+            # Not in the library either: a failed job leaves no asset (contract 4.5, 4).
+            self._journal.mark_failed(entry.id, "its record expired and it left no image")
+            raise _JobFailed(
+                f"job {job_id}'s record expired and the account's library has no image "
+                "of it: the job failed, or its image was deleted in LTX Studio"
             ) from None
+
+    async def _library_status(self, job_id: str) -> JobStatus:
+        """A completed status signed afresh from the asset listing, which outlives job
+        records (contract 6: refresh through the listing once the record is gone).
+
+        Raises `NotFoundError` when no listed image has this job id.
+        """
+        async for item in self._client.iter_assets(self._email, filter="images"):
+            if item.job_id == job_id and item.signed_asset is not None:
+                return JobStatus(
+                    status=JobState(type="completed", progress=100, artifact=item.signed_asset),
+                    job_id=job_id,
+                )
+        raise NotFoundError(f"no image of job {job_id} in the library of {self._email}")
 
     async def _store_download(self, entry: JournalEntry, job_id: str, url: str) -> str:
         download = await self._client.download(url, self._artifacts.temp_dir())

@@ -3,11 +3,14 @@ reported unknown when not found, sent again only when the user says so."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import quote
+
 from ltx_reconcile.emulator.config import FaultConfig, FaultKind, FaultRule
-from ltx_reconcile.emulator.server import RunningEmulator
+from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
 from ltx_reconcile.errors import ExitCode
-from testing.emulator import wait_until
-from testing.workspace import CliWorkspace
+from testing.emulator import auth_headers, fetch, wait_until
+from testing.workspace import CANARY_TOKEN, CliWorkspace, crash_test_config
 
 TWO_IMAGES = """
     images:
@@ -115,3 +118,50 @@ def test_a_paid_job_that_fails_after_a_crash_is_reported_failed_not_unknown(
     assert workspace.net_charges_by_key(emulator.ledger()) == dict.fromkeys(
         workspace.image_keys(), 1
     )
+
+
+def test_a_paid_job_whose_record_expired_is_fetched_from_the_library_not_paid_again(
+    tmp_path: Path,
+) -> None:
+    """Killed before it learnt how its jobs ended, an apply resumes after the API dropped
+    their records (E35): the images are found in the asset listing by job id (contract 6)
+    and fetched, with no second charge."""
+    config = crash_test_config(job_ttl_s=0.2)
+    with serve_emulator(config) as emulator:
+        workspace = CliWorkspace.create(tmp_path, api_url=emulator.base_url, token=CANARY_TOKEN)
+        workspace.specs(TWO_IMAGES)
+        emulator.set_faults(
+            FaultConfig(
+                rules=(
+                    # Status reads fail, so the child cannot learn how its jobs end.
+                    FaultRule(
+                        FaultKind.STATUS_BEFORE_ACCEPT,
+                        endpoint="assets/status",
+                        status=503,
+                        times=999,
+                    ),
+                )
+            )
+        )
+        child = workspace.spawn_apply()
+        wait_until(lambda: [row.state for row in workspace.journal()] == ["submitted"] * 2, 15)
+        child.kill()
+        emulator.set_faults(FaultConfig())
+        expired = [
+            f"{emulator.base_url}/assets/{quote(row.job_id or '', safe='')}"
+            for row in workspace.journal()
+        ]
+        wait_until(
+            lambda: all(
+                fetch(url, headers=auth_headers(CANARY_TOKEN)).status_code == 404 for url in expired
+            ),
+            timeout_s=15,
+        )
+
+        resumed = workspace.apply()
+
+        assert resumed.returncode == ExitCode.OK, resumed.stderr
+        assert "Apply complete: 0 generated" in resumed.stdout
+        assert workspace.output_problems() == []
+        assert len(emulator.charges()) == 2
+        assert workspace.recorded_spend() == workspace.net_spend_by_job(emulator.ledger())
