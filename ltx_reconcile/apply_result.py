@@ -22,7 +22,7 @@ class ApplyOptions:
     """How an apply may spend and how it stops."""
 
     parallelism: int | None = None
-    """At most this many jobs at once; the account's free capacity when None."""
+    """At most this many jobs at once; LTX_PARALLELISM, else the account's maxJobs, when None."""
     max_cost: int | None = None
     """Stop submitting before spend in this apply would pass this many credits."""
     resubmit_unknown: bool = False

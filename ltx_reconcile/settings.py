@@ -38,7 +38,7 @@ class Settings:
     email: str | None = None
     """The LTX Studio account to generate with; asked of the API when not given."""
     parallelism: int | None = None
-    """Upper bound on concurrent jobs; the account's free capacity when not given."""
+    """Upper bound on concurrent jobs; the account's job limit (maxJobs) when not given."""
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     recovery_margin_s: float = DEFAULT_RECOVERY_MARGIN_S

@@ -35,7 +35,7 @@ from ltx_reconcile.events import Reporter
     "--parallelism",
     type=click.IntRange(min=1),
     default=None,
-    help="At most N jobs at once [default: the account's free capacity].",
+    help="At most N jobs at once [default: $LTX_PARALLELISM, else the account's maxJobs].",
 )
 @click.option(
     "--lock-timeout",
