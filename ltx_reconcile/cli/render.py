@@ -192,9 +192,9 @@ def apply_summary(console: Console, summary: ApplySummary, paths: WorkspacePaths
     for name, message in sorted(summary.unknown.items()):
         console.print(f"  [yellow]unknown[/] {escape(name)}: {escape(message)}")
     if summary.over_budget:
-        console.print(
-            f"  [yellow]{len(summary.over_budget)} images not submitted: the budget was reached.[/]"
-        )
+        count = len(summary.over_budget)
+        images = "1 image was" if count == 1 else f"{count} images were"
+        console.print(f"  [yellow]{images} not submitted: the budget was reached.[/]")
     for path in summary.outputs_kept:
         console.print(f"  [yellow]kept[/] {escape(path)}: changed by someone else, not overwritten")
     if summary.interrupted:

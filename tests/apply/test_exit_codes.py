@@ -111,3 +111,26 @@ def test_apply_without_a_token_exits_3_and_submits_nothing(
     assert run.returncode == ExitCode.INVALID_INPUT
     assert "Error: USEAPI_TOKEN is not set" in run.stderr
     assert emulator.ledger() == []
+
+
+def test_max_cost_stops_submitting_before_spend_would_pass_it_and_exits_7(
+    workspace: CliWorkspace, emulator: RunningEmulator
+) -> None:
+    """Three 28-credit images under --max-cost 60: two are paid and stored, the third is
+    not sent (exit 7, said in the summary); a later apply without the cap pays for it."""
+    workspace.specs(THREE_IMAGES)
+
+    capped = workspace.apply("--max-cost", "60", "--parallelism", "1")
+
+    assert capped.returncode == ExitCode.OVER_BUDGET, capped.stderr
+    assert "Spent 56 credits of a 60 limit." in capped.stdout
+    assert "1 image was not submitted: the budget was reached." in capped.stdout
+    assert emulator.net_spend() == 56
+    assert len(workspace.images()) == 2
+    assert workspace.output_problems() == []
+
+    rest = workspace.apply()
+
+    assert rest.returncode == ExitCode.OK, rest.stderr
+    assert "Apply complete: 1 generated" in rest.stdout
+    assert emulator.net_spend() == 84
