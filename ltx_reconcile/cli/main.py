@@ -9,30 +9,67 @@ the process exits 1, naming the log.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Final
 
 import click
 
 from ltx_reconcile import __version__
 from ltx_reconcile.cli.app import CliApp
-from ltx_reconcile.cli.apply import apply
-from ltx_reconcile.cli.emulator import emulator
-from ltx_reconcile.cli.force_unlock import force_unlock
-from ltx_reconcile.cli.plan import plan
-from ltx_reconcile.cli.schema import schema
-from ltx_reconcile.cli.validate import validate
 from ltx_reconcile.errors import ExitCode, ReconcileError
 from ltx_reconcile.settings import Settings
 
 __all__ = ["cli", "main", "run"]
 
+_COMMANDS: Final[Mapping[str, str]] = {
+    "validate": "ltx_reconcile.cli.validate:validate",
+    "plan": "ltx_reconcile.cli.plan:plan",
+    "apply": "ltx_reconcile.cli.apply:apply",
+    "force-unlock": "ltx_reconcile.cli.force_unlock:force_unlock",
+    "schema": "ltx_reconcile.cli.schema:schema",
+    "emulator": "ltx_reconcile.cli.emulator:emulator",
+}
+"""Each command's name and where it lives (module:attribute), imported only when used."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A group that imports a command's module only when that command is looked up.
+
+    `plan` must answer in well under a second, interpreter start included (issue 4);
+    importing every command up front pulled in the HTTP client, pydantic, rich.progress and
+    the emulator's configuration, about half of a warm plan's start-up. `--help` still
+    lists every command: listing looks each one up.
+    """
+
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy_commands.get(cmd_name)
+        if target is not None and cmd_name not in self.commands:
+            module_name, attribute = target.split(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            if not isinstance(command, click.Command) or command.name != cmd_name:
+                raise TypeError(f"{target} is not the click command {cmd_name}")
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_LazyGroup,
+    lazy_commands=_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="ltx-reconcile")
 @click.option(
     "-C",
@@ -50,10 +87,6 @@ def cli(ctx: click.Context, directory: Path | None) -> None:
     """
     root = (directory or Path.cwd()).resolve()
     ctx.obj = CliApp(settings=Settings.from_env(os.environ), root=root)
-
-
-for _command in (validate, plan, apply, force_unlock, schema, emulator):
-    cli.add_command(_command)
 
 
 def _write_crash_log(exc: BaseException) -> Path:

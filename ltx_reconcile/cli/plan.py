@@ -16,7 +16,6 @@ from ltx_reconcile.cli.options import (
     workspace_options,
 )
 from ltx_reconcile.errors import ExitCode
-from ltx_reconcile.plan.document import from_plan
 
 
 @click.command()
@@ -67,6 +66,9 @@ def plan(
         workspace.save_plan(result, app.root / out)
     console = render.stdout_console()
     if as_json or output_format == "json":
+        # Imported here: the document is pydantic, which a human-readable plan never needs.
+        from ltx_reconcile.plan.document import from_plan
+
         console.file.write(from_plan(result, tool_version=__version__).model_dump_json(indent=1))
         console.file.write("\n")
     elif output_format == "markdown":

@@ -23,7 +23,7 @@ from ltx_reconcile.spec.cache import entry_path, read_entry, write_entry
 from ltx_reconcile.spec.image import GenerationInputs, ImageSpec, Model, Reference, SourceLocation
 
 if TYPE_CHECKING:
-    from ltx_reconcile.spec.parse import FileResult
+    from ltx_reconcile.spec.parse import FileResult, ImageRow
 
 __all__ = ["Budget", "LoadedSpecs", "load_specs"]
 
@@ -56,15 +56,31 @@ class LoadedSpecs:
     """sha256 hex over every file's relative path and content: binds a saved plan to them."""
 
 
-@dataclass(frozen=True, slots=True)
 class _Placed:
-    """An image with the places its cross-file checks point at."""
+    """An image with the places its cross-file checks point at.
 
-    spec: ImageSpec
-    output: str
-    """The normalised output as text: compared (case-folded) for collisions."""
-    output_at: tuple[Path, int, int, str]
-    reference_at: tuple[Path, int, int, str]
+    A plain slotted class that keeps its row: a warm load builds one per image, and the
+    places are only read when a check finds a problem or follows a reference.
+    """
+
+    __slots__ = ("output", "path", "row", "spec")
+
+    def __init__(self, spec: ImageSpec, output: str, path: Path, row: ImageRow) -> None:
+        self.spec = spec
+        self.output = output
+        """The normalised output as text: compared (case-folded) for collisions."""
+        self.path = path
+        self.row = row
+
+    @property
+    def output_at(self) -> tuple[Path, int, int, str]:
+        row = self.row  # output_line, output_column, output_key_path (ROW_FIELDS order)
+        return (self.path, row[5], row[6], row[7])
+
+    @property
+    def reference_at(self) -> tuple[Path, int, int, str]:
+        row = self.row  # reference_line, reference_column, reference_key_path
+        return (self.path, row[25], row[26], row[27])
 
 
 @dataclass(slots=True)
@@ -198,12 +214,12 @@ def _place(result: FileResult, path: Path, base: Path) -> list[_Placed]:
     placed: list[_Placed] = []
     models = _MODELS
     for row in result[0]:
-        (name, grid, line, column, output, output_line, output_column, output_key_path,
+        (name, grid, line, column, output, _output_line, _output_column, _output_key_path,
          protect, tags, description, seed_derived,
          prompt, model, seed, aspect_ratio, location, weather, lighting, style,
          shot_type, shot_angle, reference_strength,
-         reference_kind, reference_value, reference_line, reference_column,
-         reference_key_path) = row  # fmt: skip
+         reference_kind, reference_value, _reference_line, _reference_column,
+         _reference_key_path) = row  # fmt: skip
         reference = None
         if reference_kind == "image":
             reference = Reference(image=reference_value)
@@ -217,14 +233,7 @@ def _place(result: FileResult, path: Path, base: Path) -> list[_Placed]:
             name, inputs, Path(output), SourceLocation(path, line, column),
             protect, tags, description, seed_derived, grid,
         )  # fmt: skip
-        placed.append(
-            _Placed(
-                spec,
-                output,
-                (path, output_line, output_column, output_key_path),
-                (path, reference_line, reference_column, reference_key_path),
-            )
-        )
+        placed.append(_Placed(spec, output, path, row))
     return placed
 
 
@@ -233,10 +242,12 @@ def _place(result: FileResult, path: Path, base: Path) -> list[_Placed]:
 
 def _cross_file_diagnostics(collected: _Collected) -> list[Diagnostic]:
     diagnostics = _duplicate_names(collected.names)
-    by_name = {placed.spec.name: placed for placed in collected.placed}
-    grids = {name: path for name, is_grid, path, _l, _c in collected.names if is_grid}
-    diagnostics.extend(_reference_problems(collected.placed, by_name, grids))
-    diagnostics.extend(_cycles(collected.placed, by_name))
+    referencing = [p for p in collected.placed if p.spec.inputs.reference is not None]
+    if referencing:
+        by_name = {placed.spec.name: placed for placed in collected.placed}
+        grids = {name: path for name, is_grid, path, _l, _c in collected.names if is_grid}
+        diagnostics.extend(_reference_problems(referencing, by_name, grids))
+        diagnostics.extend(_cycles(referencing, by_name))
     diagnostics.extend(_output_collisions(collected.placed))
     diagnostics.extend(_budget_conflicts(collected.budgets))
     return diagnostics
@@ -250,6 +261,8 @@ def _places(places: Iterable[tuple[str, Path, int, int]]) -> str:
 
 
 def _duplicate_names(names: list[tuple[str, bool, Path, int, int]]) -> list[Diagnostic]:
+    if len({entry[0] for entry in names}) == len(names):
+        return []  # the usual case, found without building every name's list of places
     seen: dict[str, list[tuple[Path, int, int]]] = {}
     for name, _is_grid, path, line, column in names:
         seen.setdefault(name, []).append((path, line, column))
@@ -327,6 +340,8 @@ def _cycles(placed: list[_Placed], by_name: dict[str, _Placed]) -> list[Diagnost
 
 def _output_collisions(placed: list[_Placed]) -> list[Diagnostic]:
     # Case-folded: on macOS and Windows out/Hero.png and out/hero.png are one file.
+    if len({image.output.casefold() for image in placed}) == len(placed):
+        return []  # the usual case: no two outputs alike, so no groups to build
     groups: dict[str, list[_Placed]] = {}
     names: set[str] = set()
     for image in placed:

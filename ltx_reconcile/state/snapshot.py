@@ -9,10 +9,11 @@ and never changes the serial.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
@@ -35,7 +36,7 @@ from ltx_reconcile.state.records import (
 )
 from ltx_reconcile.state.schema import SCHEMA_VERSION, verify_schema
 
-__all__ = ["load_snapshot", "read_snapshot"]
+__all__ = ["load_snapshot", "open_snapshot", "read_snapshot"]
 
 _R = TypeVar("_R")
 
@@ -63,6 +64,40 @@ def read_snapshot(path: Path) -> StateSnapshot:
         conn.close()
 
 
+@contextlib.contextmanager
+def open_snapshot(path: Path) -> Iterator[StateSnapshot]:
+    """`read_snapshot` for one pass such as a plan: artifact rows are read when looked up.
+
+    A plan looks up only the artifacts it could reuse for an image that changed, and
+    reading every artifact row up front was a sixth of a 100,000-image plan's time and a
+    fifth of its memory. Everything else is read at once, as `read_snapshot` reads it, and
+    the artifact rows come through the same read transaction, which stays open until the
+    block ends, so they agree with the rest. Looking up an artifact not read by then raises
+    `StateError`. Raises like `read_snapshot`.
+    """
+    if not path.exists():
+        yield StateSnapshot(path=path, lineage=None, serial=0)
+        return
+    try:
+        conn = _connect_for_reading(path)
+    except sqlite3.Error as err:
+        raise StateError(f"cannot read state {path}: {err}") from err
+    artifacts: _ArtifactsOnDemand | None = None
+    try:
+        try:
+            conn.execute("BEGIN")
+            snapshot = _load(conn, path, lambda: _index_artifacts(conn, path))
+        except sqlite3.Error as err:
+            raise StateError(f"cannot read state {path}: {err}") from err
+        if isinstance(snapshot.artifacts, _ArtifactsOnDemand):
+            artifacts = snapshot.artifacts
+        yield snapshot
+    finally:
+        if artifacts is not None:
+            artifacts.close()
+        conn.close()  # ends the read transaction; nothing was written
+
+
 def _connect_for_reading(path: Path) -> sqlite3.Connection:
     # Not `mode=ro` when we can write: a read-only connection to a WAL file creates -wal
     # and -shm files and cannot remove them when it closes, and the state file is committed
@@ -82,25 +117,36 @@ def load_snapshot(conn: sqlite3.Connection, path: Path) -> StateSnapshot:
     if own_transaction:
         conn.execute("BEGIN")
     try:
-        version = verify_schema(conn, path, SCHEMA_VERSION)
-        if version == 0:
-            return StateSnapshot(path=path, lineage=None, serial=0)
-        if version < SCHEMA_VERSION:
-            raise StateError(
-                f"{path} uses state schema {version}; this ltx-reconcile reads {SCHEMA_VERSION}",
-                hint="run `ltx-reconcile apply` once to upgrade the state file in place",
-            )
-        return _load_tables(conn, path)
+        return _load(conn, path, lambda: _load_artifacts(conn))
     finally:
         if own_transaction:
             conn.execute("COMMIT")
 
 
-def _load_tables(conn: sqlite3.Connection, path: Path) -> StateSnapshot:
+_Artifacts = tuple[Mapping[str, ArtifactRecord], "_ArtifactsByKey"]
+
+
+def _load(
+    conn: sqlite3.Connection, path: Path, load_artifacts: Callable[[], _Artifacts]
+) -> StateSnapshot:
+    version = verify_schema(conn, path, SCHEMA_VERSION)
+    if version == 0:
+        return StateSnapshot(path=path, lineage=None, serial=0)
+    if version < SCHEMA_VERSION:
+        raise StateError(
+            f"{path} uses state schema {version}; this ltx-reconcile reads {SCHEMA_VERSION}",
+            hint="run `ltx-reconcile apply` once to upgrade the state file in place",
+        )
+    return _load_tables(conn, path, load_artifacts)
+
+
+def _load_tables(
+    conn: sqlite3.Connection, path: Path, load_artifacts: Callable[[], _Artifacts]
+) -> StateSnapshot:
     lineage, serial = conn.execute("SELECT lineage, serial FROM meta").fetchone()
     sql = f"SELECT {IMAGE_COLUMNS} FROM images"  # noqa: S608 (constant)
     images = _LazyRecords({row[0]: row for row in conn.execute(sql)}, image_from_row)
-    artifacts, artifacts_by_key = _load_artifacts(conn)
+    artifacts, artifacts_by_key = load_artifacts()
     uploads = {
         (digest, email): file_id
         for digest, email, file_id in conn.execute("SELECT digest, email, file_id FROM uploads")
@@ -133,6 +179,15 @@ def _load_artifacts(
     return artifacts, _ArtifactsByKey({key: row[0] for key, row in newest.items()}, artifacts)
 
 
+def _index_artifacts(conn: sqlite3.Connection, path: Path) -> _Artifacts:
+    """Every artifact's digest and each key's newest digest, the rows left for later."""
+    # Ordered as _load_artifacts decides: the newest created_at wins, then the later insert.
+    sql = "SELECT key, digest FROM artifacts ORDER BY key, created_at, rowid"
+    pairs = conn.execute(sql).fetchall()
+    artifacts = _ArtifactsOnDemand(conn, path, (digest for _key, digest in pairs))
+    return artifacts, _ArtifactsByKey(dict(pairs), artifacts)
+
+
 class _LazyRecords(Mapping[str, _R]):
     """Records by name or digest, each decoded from its row the first time it is looked up.
 
@@ -142,27 +197,73 @@ class _LazyRecords(Mapping[str, _R]):
     20,000 records up front would take longer than the whole read does without it.
     """
 
-    __slots__ = ("_decode", "_records", "_rows")
+    __slots__ = ("_decode", "_values")
 
     def __init__(self, rows: dict[str, Row], decode: Callable[[Row], _R]) -> None:
-        self._rows = rows
+        # One dict, each value a row until it is decoded and then its record: the row
+        # goes as its record comes (100,000 of each would not fit the memory budget).
+        self._values: dict[str, Row | _R] = rows  # type: ignore[assignment]
         self._decode = decode
-        self._records: dict[str, _R] = {}
 
     def __getitem__(self, name: str) -> _R:
-        record = self._records.get(name)
-        if record is None:
-            record = self._records[name] = self._decode(self._rows[name])
-        return record
+        value = self._values[name]
+        if isinstance(value, tuple):
+            value = self._values[name] = self._decode(value)
+        return value
 
     def __contains__(self, name: object) -> bool:
-        return name in self._rows
+        return name in self._values
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
+        return iter(self._values)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._values)
+
+
+class _ArtifactsOnDemand(Mapping[str, ArtifactRecord]):
+    """Every artifact by digest, each row read when it is first looked up (`open_snapshot`).
+
+    The digests are known from the start, so membership, iteration and length cost no read.
+    """
+
+    __slots__ = ("_conn", "_path", "_records")
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, digests: Iterable[str]) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._records: dict[str, ArtifactRecord | None] = dict.fromkeys(digests)
+
+    def __getitem__(self, digest: str) -> ArtifactRecord:
+        record = self._records[digest]
+        if record is None:
+            record = self._records[digest] = self._read(digest)
+        return record
+
+    def _read(self, digest: str) -> ArtifactRecord:
+        if self._conn is None:
+            raise StateError(
+                f"artifact {digest} was looked up after its snapshot of {self._path} was closed"
+            )
+        sql = f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE digest = ?"  # noqa: S608 (constant)
+        try:
+            row = self._conn.execute(sql, (digest,)).fetchone()
+        except sqlite3.Error as err:
+            raise StateError(f"cannot read state {self._path}: {err}") from err
+        return artifact_from_row(row)
+
+    def close(self) -> None:
+        """The read transaction is over: rows not read by now cannot be."""
+        self._conn = None
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._records
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 class _ArtifactsByKey(Mapping[str, ArtifactRecord]):
@@ -170,7 +271,7 @@ class _ArtifactsByKey(Mapping[str, ArtifactRecord]):
 
     __slots__ = ("_artifacts", "_digests")
 
-    def __init__(self, digests: dict[str, str], artifacts: _LazyRecords[ArtifactRecord]) -> None:
+    def __init__(self, digests: dict[str, str], artifacts: Mapping[str, ArtifactRecord]) -> None:
         self._digests = digests
         self._artifacts = artifacts
 
