@@ -24,6 +24,8 @@ DEFAULT_REFERENCE_STRENGTH: Final = 50
 
 _NO_STYLE: Final = "base"
 _HEX_DIGITS: Final = frozenset("0123456789abcdef")
+# One stateless encoder: json.dumps with these options builds a new one on every call.
+_CANONICAL_JSON: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def image_key(inputs: GenerationInputs, reference_digest: str | None) -> str:
@@ -67,7 +69,7 @@ def image_key(inputs: GenerationInputs, reference_digest: str | None) -> str:
         canonical["reference_strength"] = (
             DEFAULT_REFERENCE_STRENGTH if strength is None else strength
         )
-    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    encoded = _CANONICAL_JSON.encode(canonical)
     # surrogatepass: a lone surrogate cannot pass the loader, but the key must stay total.
     digest = hashlib.sha256(encoded.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{KEY_VERSION}:{digest}"
