@@ -266,18 +266,23 @@ class Workspace:
             return force_unlock(store, lock_id)
 
     @contextlib.contextmanager
-    def session(self, *, lock_timeout_s: float, operation: str) -> Iterator[ApplySession]:
+    def session(
+        self, *, lock_timeout_s: float, operation: str, lease_ttl_s: float | None = None
+    ) -> Iterator[ApplySession]:
         """Open the state under its lease for a plan-then-apply; releases and checkpoints.
 
-        Raises `StateLockedError` when another process holds the lease past the timeout.
+        The lease lasts `lease_ttl_s` (default: the lease module's) and an apply renews it
+        as it goes. Raises `StateLockedError` when another process holds the lease past
+        the timeout.
         """
-        from ltx_reconcile.state.lease import acquire, release
+        from ltx_reconcile.state.lease import DEFAULT_TTL_S, acquire, release
 
+        ttl_s = DEFAULT_TTL_S if lease_ttl_s is None else lease_ttl_s
         store = StateStore.open(self.paths.state)
         try:
-            lease = acquire(store, operation, timeout_s=lock_timeout_s)
+            lease = acquire(store, operation, timeout_s=lock_timeout_s, ttl_s=ttl_s)
             try:
-                yield ApplySession(self, store)
+                yield ApplySession(self, store, lease, ttl_s)
             finally:
                 release(store, lease)
         finally:
@@ -287,9 +292,13 @@ class Workspace:
 class ApplySession:
     """A workspace whose state is open and leased: plan, then apply what was reviewed."""
 
-    def __init__(self, workspace: Workspace, store: StateStore) -> None:
+    def __init__(
+        self, workspace: Workspace, store: StateStore, lease: Lease, lease_ttl_s: float
+    ) -> None:
         self.workspace = workspace
         self.store = store
+        self.lease = lease
+        self._lease_ttl_s = lease_ttl_s
 
     def plan(self, options: PlanOptions | None = None) -> Plan:
         """Plan under the lease, so nothing moves between review and apply."""
@@ -359,7 +368,8 @@ class ApplySession:
         async with ApiClient(
             settings.api_url, settings.token, timeout_s=settings.request_timeout_s, retry=retry
         ) as client:
-            email, parallelism = await _account(client, settings.email, options.parallelism)
+            requested = options.parallelism or settings.parallelism
+            email, parallelism = await _account(client, settings.email, requested)
             executor = Executor(
                 client=client,
                 store=self.store,
@@ -384,16 +394,41 @@ class ApplySession:
             run = asyncio.ensure_future(
                 executor.run(plan, self.store.snapshot(), parallelism=parallelism)
             )
+            keeper = asyncio.ensure_future(self._keep_lease(run))
             with _stop_on_signals(
                 run, executor.request_stop, options.grace_s, enabled=handle_signals
             ):
                 try:
                     return await run
                 except asyncio.CancelledError:
+                    lost = keeper.exception() if keeper.done() and not keeper.cancelled() else None
+                    if lost is not None:
+                        raise lost from None
                     raise ApplyInterruptedError(
                         "apply stopped; every job already paid for is journaled",
                         hint="run `ltx-reconcile apply` again: it resumes and pays for nothing twice",
                     ) from None
+                finally:
+                    keeper.cancel()
+
+    async def _keep_lease(self, run: asyncio.Future[ApplySummary]) -> None:
+        """Renew the lease a few times per lifetime for as long as the apply runs.
+
+        An apply outlives any fixed lease, and a lease left to expire may be taken over by
+        another host. If it was lost anyway (force-unlocked), the apply is cancelled at
+        once: it must not write a state someone else may now be writing.
+        """
+        import asyncio
+
+        from ltx_reconcile.state.lease import heartbeat
+
+        while True:
+            try:
+                self.lease = heartbeat(self.store, self.lease, ttl_s=self._lease_ttl_s)
+            except StateError:
+                run.cancel()
+                raise
+            await asyncio.sleep(self._lease_ttl_s / 3)
 
 
 async def _account(client: ApiClient, email: str | None, requested: int | None) -> tuple[str, int]:
