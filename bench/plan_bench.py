@@ -405,7 +405,7 @@ def _records(image: ImageSpec, digests: Mapping[str, str]) -> tuple[ArtifactReco
         name=image.name,
         key=key,
         digest=digest,
-        output=image.output.as_posix(),
+        output=image.output,
         status="present",
         inputs=inputs_view(image, reference_digest),
         output_stat=None,

@@ -621,7 +621,7 @@ class Executor:
         assert self._snapshot is not None  # noqa: S101 - set by run()
         previous = self._snapshot.images.get(change.moved_from or spec.name)
         destination = self._root / spec.output
-        same_file = previous is not None and previous.output == str(spec.output)
+        same_file = previous is not None and previous.output == spec.output
         result = await asyncio.to_thread(
             materialise,
             self._artifacts,
@@ -631,8 +631,8 @@ class Executor:
             recorded_digest=previous.digest if previous and same_file else None,
         )
         if result.action is OutputAction.USER_MODIFIED:
-            self.summary.outputs_kept.append(str(spec.output))
-            self._report(OutputKept(spec.name, path=str(spec.output)))
+            self.summary.outputs_kept.append(spec.output)
+            self._report(OutputKept(spec.name, path=spec.output))
         inputs = change.inputs
         if change.key is None or reference_digest is not None:
             inputs = inputs_view(spec, reference_digest)
@@ -640,7 +640,7 @@ class Executor:
             name=spec.name,
             key=key or "",
             digest=digest,
-            output=str(spec.output),
+            output=spec.output,
             status="present",
             inputs=dict(inputs or {}),
             output_stat=result.stat,
@@ -659,7 +659,7 @@ class Executor:
             )
         self._count(change)
         self._report(
-            ImageDone(spec.name, action=change.action.value, digest=digest, output=str(spec.output))
+            ImageDone(spec.name, action=change.action.value, digest=digest, output=spec.output)
         )
 
     def _count(self, change: Change) -> None:

@@ -227,7 +227,7 @@ class _Planner:
             inputs=inputs,
             old_inputs=record.inputs if record else None,
             changed=changed,
-            output=str(image.output),
+            output=image.output,
             source=str(image.source),
             moved_from=decision.moved_from,
             reuse_digest=decision.reuse_digest,

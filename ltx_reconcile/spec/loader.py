@@ -230,7 +230,7 @@ def _place(result: FileResult, path: Path, base: Path) -> list[_Placed]:
             shot_type, shot_angle, reference_strength, reference,
         )  # fmt: skip
         spec = ImageSpec(
-            name, inputs, Path(output), SourceLocation(path, line, column),
+            name, inputs, output, SourceLocation(path, line, column),
             protect, tags, description, seed_derived, grid,
         )  # fmt: skip
         placed.append(_Placed(spec, output, path, row))
