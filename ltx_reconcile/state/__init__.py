@@ -23,29 +23,68 @@ underscore methods (`_execute`, `_write`, `_mark_changed`); nothing outside it m
 
 from __future__ import annotations
 
-from ltx_reconcile.state.backend import JournalWriter, StateBackend, StateReader, StateWriter
-from ltx_reconcile.state.journal import TRANSITIONS, Journal
-from ltx_reconcile.state.lease import (
-    ProcessIdentity,
-    acquire,
-    current_lease,
-    force_unlock,
-    heartbeat,
-    release,
-)
-from ltx_reconcile.state.records import (
-    ArtifactRecord,
-    ImageRecord,
-    JournalEntry,
-    JsonObject,
-    Lease,
-    OutputStat,
-    StateSnapshot,
-    Upload,
-)
-from ltx_reconcile.state.schema import SCHEMA_VERSION
-from ltx_reconcile.state.snapshot import read_snapshot
-from ltx_reconcile.state.store import StateStore
+import importlib
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ltx_reconcile.state.backend import JournalWriter, StateBackend, StateReader, StateWriter
+    from ltx_reconcile.state.journal import TRANSITIONS, Journal
+    from ltx_reconcile.state.lease import (
+        ProcessIdentity,
+        acquire,
+        current_lease,
+        force_unlock,
+        heartbeat,
+        release,
+    )
+    from ltx_reconcile.state.records import (
+        ArtifactRecord,
+        ImageRecord,
+        JournalEntry,
+        JsonObject,
+        Lease,
+        OutputStat,
+        StateSnapshot,
+        Upload,
+    )
+    from ltx_reconcile.state.schema import SCHEMA_VERSION
+    from ltx_reconcile.state.snapshot import read_snapshot
+    from ltx_reconcile.state.store import StateStore
+
+# Loaded on first use (PEP 562): `plan` imports state.records and state.snapshot, and must
+# not pay for the store, the journal and the lease, which only writers need.
+_HOMES: Final = {
+    **dict.fromkeys(("JournalWriter", "StateBackend", "StateReader", "StateWriter"), "backend"),
+    **dict.fromkeys(("TRANSITIONS", "Journal"), "journal"),
+    **dict.fromkeys(
+        ("ProcessIdentity", "acquire", "current_lease", "force_unlock", "heartbeat", "release"),
+        "lease",
+    ),
+    **dict.fromkeys(
+        (
+            "ArtifactRecord",
+            "ImageRecord",
+            "JournalEntry",
+            "JsonObject",
+            "Lease",
+            "OutputStat",
+            "StateSnapshot",
+            "Upload",
+        ),
+        "records",
+    ),
+    "SCHEMA_VERSION": "schema",
+    "read_snapshot": "snapshot",
+    "StateStore": "store",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "SCHEMA_VERSION",
