@@ -24,3 +24,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
     test_command = next(c for c in commands if "pytest" in c)
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_lines
+
+
+def test_the_shipped_spec_schema_is_what_the_schema_command_prints(capsys):
+    """docs/spec.schema.json, which the example specs reference, is regenerated, not edited."""
+    from ltx_reconcile.cli.main import main
+
+    assert main(["schema"]) == ExitCode.OK
+    assert capsys.readouterr().out == (ROOT / "docs" / "spec.schema.json").read_text()

@@ -142,7 +142,7 @@ FIELD_DOCS: Final[dict[str, str]] = {
     "output": "Where the named file goes, relative to the workspace; default out/<name>.png. "
     "May use {name} and grid axis placeholders such as {seed}. Must stay inside the workspace "
     "and differ from every other image's output.",
-    "protect": "When true, the plan blocks any change that would replace or delete this image.",
+    "protect": "When true, the plan blocks any change that would give this image another picture.",
     "tags": "Free labels for selecting images; never part of the generation key.",
     "description": "Free-form notes; never part of the generation key.",
     "grid": "Declares many images at once: a mapping from an axis (a generation field, or a "
