@@ -3,10 +3,12 @@
 Polling every job's status on its own costs one request per job per tick, which at a
 concurrency of 100 is most of apply's CPU. Instead, each tick reads `GET /scheduler` once
 (contract 2.6: it lists exactly the jobs still executing) and asks `GET /assets/{jobId}`
-only for the jobs that left it, plus, every few ticks, each job directly, in case a
-listing ever misses one. A job counts as done only when it is `completed` with an
-`assetUrl`, or `failed` (contract 2.2 caveat); a completed job whose URL lags is asked
-again next tick.
+only for the jobs that left it, plus, every few ticks (and at most every few seconds),
+each job directly, in case a listing ever misses one. Only jobs watched before a listing
+was asked for are judged by it, and a failed listing frees no slot. Status reads run
+beside the ticks (at most one per job), so a slow one never holds up the next listing.
+A job counts as done only when it is `completed` with an `assetUrl`, or `failed`
+(contract 2.2 caveat); a completed job whose URL lags is asked again next tick.
 
 The watcher owns no state: the executor journals what it learns.
 """
@@ -25,6 +27,8 @@ __all__ = ["JobWatcher", "Watch"]
 
 DIRECT_CHECK_EVERY: Final = 10
 """Ticks between direct status reads of a job the scheduler still lists."""
+DIRECT_CHECK_MIN_S: Final = 5.0
+"""...and at least this many seconds, whatever the poll interval."""
 
 
 @dataclass(slots=True)
@@ -38,6 +42,8 @@ class Watch:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     ticks: int = 0
+    checked_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+    """When the job's status was last read directly (or, before that, first watched)."""
 
 
 class JobWatcher:
@@ -48,6 +54,8 @@ class JobWatcher:
         self._interval_s = interval_s
         self._watches: dict[str, Watch] = {}
         self._wakeup = asyncio.Event()
+        self._checks: dict[str, asyncio.Task[None]] = {}
+        """Direct status reads in flight, by job id: at most one per job."""
 
     def watch(self, job_id: str) -> Watch:
         """Start following `job_id` (idempotent: the same job gives the same Watch)."""
@@ -60,30 +68,71 @@ class JobWatcher:
         return watch
 
     async def run(self) -> None:
-        """Poll until cancelled; idles while nothing is watched."""
-        while True:
-            if not self._watches:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            await self._tick()
-            await asyncio.sleep(self._interval_s)
+        """Poll until cancelled; idles while nothing is watched.
+
+        Ticks start every `interval_s` (or back to back when a listing takes longer): the
+        status reads a tick starts run on their own, so a slow one never delays the next
+        listing, and with it the next freed slot.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not self._watches:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                started = loop.time()
+                await self._tick()
+                await asyncio.sleep(max(0.0, started + self._interval_s - loop.time()))
+        finally:
+            for task in list(self._checks.values()):
+                task.cancel()
 
     async def _tick(self) -> None:
+        # Only the jobs watched before the listing is asked for can be judged by it: a job
+        # created while the request is in flight is missing from the answer although it is
+        # executing, and counting it as gone would free its slot early (the next create
+        # then meets a 429 and waits out a deferral).
+        watched = list(self._watches.values())
         try:
-            running = {entry.job_id for entry in await self._client.scheduler() if entry.job_id}
+            running: set[str] | None = {
+                entry.job_id for entry in await self._client.scheduler() if entry.job_id
+            }
         except ApiError:
-            # The listing is an optimisation; without it every job is asked directly.
-            running = set()
-        due = []
-        for watch in list(self._watches.values()):
+            # The listing is an optimisation; without it every job is asked directly, and a
+            # slot is freed only once its job's own status says it is over.
+            running = None
+        now = asyncio.get_running_loop().time()
+        for watch in watched:
             watch.ticks += 1
-            if watch.job_id not in running:
+            if running is not None and watch.job_id not in running:
                 watch.left.set()
-                due.append(watch)
-            elif watch.ticks % DIRECT_CHECK_EVERY == 0:
-                due.append(watch)
-        if due:
-            await asyncio.gather(*(self._check(watch) for watch in due))
+                due = True
+            else:
+                due = running is None or self._direct_check_due(watch, now)
+            if due and watch.job_id not in self._checks and not watch.done.done():
+                self._start_check(watch, now)
+
+    def _direct_check_due(self, watch: Watch, now: float) -> bool:
+        """Whether to ask a listed job directly, in case the listing is wrong about it:
+        every `DIRECT_CHECK_EVERY` ticks, but not more often than every
+        `DIRECT_CHECK_MIN_S` (a short poll interval must not multiply the requests)."""
+        return (
+            watch.ticks % DIRECT_CHECK_EVERY == 0 and now - watch.checked_at >= DIRECT_CHECK_MIN_S
+        )
+
+    def _start_check(self, watch: Watch, now: float) -> None:
+        watch.checked_at = now
+        task = asyncio.create_task(self._check(watch))
+        self._checks[watch.job_id] = task
+        task.add_done_callback(lambda done: self._checked(watch, done))
+
+    def _checked(self, watch: Watch, task: asyncio.Task[None]) -> None:
+        if self._checks.get(watch.job_id) is task:
+            del self._checks[watch.job_id]
+        if not task.cancelled() and task.exception() is not None:
+            # Not an API answer (a bug, say): fail this job's follower rather than leave
+            # it waiting for a status that no tick will ever read.
+            self._finish(watch, error=task.exception())
 
     async def _check(self, watch: Watch) -> None:
         try:
@@ -97,7 +146,11 @@ class JobWatcher:
             self._finish(watch, status=status)
 
     def _finish(
-        self, watch: Watch, *, status: JobStatus | None = None, error: Exception | None = None
+        self,
+        watch: Watch,
+        *,
+        status: JobStatus | None = None,
+        error: BaseException | None = None,
     ) -> None:
         self._watches.pop(watch.job_id, None)
         watch.left.set()

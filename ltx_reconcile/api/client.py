@@ -69,6 +69,7 @@ _POLL_BACKOFF_CAP_FACTOR: Final = 4.0
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 _SCHEDULER: Final = TypeAdapter(list[SchedulerEntry])
+_FIXED_ENDPOINTS: Final = ("images/create", "scheduler", "scheduler/available", "assets/")
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -128,6 +129,9 @@ class ApiClient:
         self._api = httpx.AsyncClient(
             base_url=base, auth=_BearerAuth(self._token, base), timeout=timeout_s
         )
+        # The fixed endpoints as absolute URLs, joined once: httpx re-parses the whole URL
+        # each time it merges a relative path with the base, a tenth of a request's CPU.
+        self._endpoints = {path: base.join(path) for path in _FIXED_ENDPOINTS}
         # Identity encoding: the bytes we hash and count are exactly the stored object's.
         self._storage = httpx.AsyncClient(
             timeout=timeout_s, headers={"Accept-Encoding": "identity"}
@@ -174,7 +178,7 @@ class ApiClient:
         while True:
             try:
                 response = await self._api.post(
-                    "images/create", json=request.to_wire(), timeout=timeout
+                    self._endpoints["images/create"], json=request.to_wire(), timeout=timeout
                 )
             except _NOT_SENT as exc:
                 if unsent.exhausted:
@@ -393,7 +397,11 @@ class ApiClient:
             retry_after: float | None = None
             try:
                 response = await self._api.request(
-                    method, path, params=params, content=content, headers=headers
+                    method,
+                    self._endpoints.get(path, path),
+                    params=params,
+                    content=content,
+                    headers=headers,
                 )
             except httpx.TransportError as exc:
                 if attempts.exhausted:

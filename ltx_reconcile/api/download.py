@@ -32,6 +32,8 @@ PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _PNG_MIME: Final = "image/png"
 _CHUNK_HEADER: Final = struct.Struct(">I4s")
 _CRC: Final = struct.Struct(">I")
+_BATCH_BYTES: Final = 1 << 20
+"""Body bytes gathered in memory before they are handed to a worker thread to write."""
 
 
 class ArtifactUrlExpiredError(DownloadError):
@@ -100,25 +102,23 @@ async def stream_to_file(
     )
     if expect.declared_size is not None and expected_size not in (None, expect.declared_size):
         raise expect.error(f"storage declares {expect.declared_size} bytes, not {expected_size}")
-    fd, name = await asyncio.to_thread(tempfile.mkstemp, prefix=".download-", dir=dest_dir)
-    path = Path(name)
+    spool = _Spool(dest_dir)
     try:
-        with os.fdopen(fd, "wb") as part:
-            digest, size = await _copy(response.aiter_raw(), part, expect)
-            await asyncio.to_thread(_sync, part)
+        digest, size = await _copy(response.aiter_raw(), spool, expect)
         _check_size(size, expect)
-        if expect.mime_type == _PNG_MIME:
-            problem = await asyncio.to_thread(png_problem, path)
-            if problem is not None:
-                raise expect.error(f"corrupt PNG: {problem}")
+        path, problem = await asyncio.to_thread(
+            spool.finish, check_png=expect.mime_type == _PNG_MIME
+        )
+        if problem is not None:
+            raise expect.error(f"corrupt PNG: {problem}")
     except BaseException:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        await asyncio.to_thread(spool.discard)
         raise
     return Download(path=path, sha256=digest, size_bytes=size, mime_type=expect.mime_type)
 
 
 async def _copy(
-    chunks: AsyncIterator[bytes], part: BinaryIO, expect: _Expectation
+    chunks: AsyncIterator[bytes], spool: _Spool, expect: _Expectation
 ) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -126,7 +126,8 @@ async def _copy(
         async for chunk in chunks:
             digest.update(chunk)
             size += len(chunk)
-            await asyncio.to_thread(part.write, chunk)
+            if spool.add(chunk):
+                await asyncio.to_thread(spool.write, spool.take())
     except httpx.TransportError as exc:
         # httpx raises when the peer closes before Content-Length bytes: a truncation.
         of = f" of {expect.declared_size}" if expect.declared_size is not None else ""
@@ -135,6 +136,62 @@ async def _copy(
             PartialDownloadError,
         ) from exc
     return digest.hexdigest(), size
+
+
+class _Spool:
+    """A body on its way to a temp file in `dest_dir`, written in batches of `_BATCH_BYTES`.
+
+    Each worker-thread hop costs the event loop far more than copying a chunk, so the body
+    is handed over a batch at a time rather than a chunk at a time; a typical artifact then
+    takes a single hop, in which its file is created, written, fsynced and checked. The
+    blocking methods (`write`, `finish`, `discard`) run in a worker thread, one at a time.
+    """
+
+    def __init__(self, dest_dir: Path) -> None:
+        self._dest_dir = dest_dir
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._file: BinaryIO | None = None
+        self.path: Path | None = None
+        """The temp file, once created (it may not be, for a body that failed early)."""
+
+    def add(self, chunk: bytes) -> bool:
+        """Queue `chunk`; True when a batch is ready for `write(take())`."""
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        return self._pending_bytes >= _BATCH_BYTES
+
+    def take(self) -> list[bytes]:
+        """The queued chunks, now the caller's."""
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
+        return batch
+
+    def write(self, batch: list[bytes]) -> None:
+        """Append `batch` to the temp file, creating it first if needed (blocking)."""
+        self._open()[0].writelines(batch)
+
+    def finish(self, *, check_png: bool) -> tuple[Path, str | None]:
+        """Write what is queued, fsync and close: the file, and what is wrong with the PNG
+        when asked to check it (blocking)."""
+        file, path = self._open()
+        file.writelines(self.take())
+        with file:
+            _sync(file)
+        return path, png_problem(path) if check_png else None
+
+    def _open(self) -> tuple[BinaryIO, Path]:
+        if self._file is None or self.path is None:
+            fd, name = tempfile.mkstemp(prefix=".download-", dir=self._dest_dir)
+            self.path = Path(name)
+            self._file = os.fdopen(fd, "wb")
+        return self._file, self.path
+
+    def discard(self) -> None:
+        """Close and delete the temp file, if there is one (blocking)."""
+        if self._file is not None:
+            self._file.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def _sync(part: BinaryIO) -> None:
