@@ -10,19 +10,7 @@ from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from testing.emulator import wait_until
 from testing.workspace import CliWorkspace
-
-THREE_IMAGES = """
-    images:
-      cat:
-        prompt: a cat on a windowsill
-        seed: 1
-      dog:
-        prompt: a dog in the snow
-        seed: 2
-      owl:
-        prompt: an owl at dusk
-        seed: 3
-"""
+from tests.apply.specs import THREE_IMAGES
 
 
 def test_a_second_apply_waits_with_lock_timeout_or_exits_4_naming_the_holder(

@@ -6,19 +6,7 @@ from ltx_reconcile.emulator.config import FaultConfig, FaultKind, FaultRule
 from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from testing.workspace import CliWorkspace
-
-THREE_IMAGES = """
-    images:
-      cat:
-        prompt: a cat on a windowsill
-        seed: 1
-      dog:
-        prompt: a dog in the snow
-        seed: 2
-      owl:
-        prompt: an owl at dusk
-        seed: 3
-"""
+from tests.apply.specs import THREE_IMAGES
 
 
 def test_an_apply_where_a_job_fails_exits_6_and_the_rerun_generates_only_that_image(

@@ -7,13 +7,7 @@ import pytest
 from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from testing.workspace import CliWorkspace
-
-ONE_IMAGE = """
-    images:
-      cat:
-        prompt: a cat on a windowsill
-        seed: 1
-"""
+from tests.apply.specs import ONE_IMAGE
 
 
 @pytest.mark.parametrize(

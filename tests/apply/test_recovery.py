@@ -11,16 +11,7 @@ from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
 from ltx_reconcile.errors import ExitCode
 from testing.emulator import auth_headers, fetch, wait_until
 from testing.workspace import CANARY_TOKEN, CliWorkspace, crash_test_config
-
-TWO_IMAGES = """
-    images:
-      cat:
-        prompt: a cat on a windowsill
-        seed: 1
-      dog:
-        prompt: a dog in the snow
-        seed: 2
-"""
+from tests.apply.specs import TWO_IMAGES
 
 
 def test_creates_refused_with_429_are_sent_again_under_new_attempts_and_paid_once(

@@ -7,19 +7,7 @@ from ltx_reconcile.emulator.config import FaultConfig, FaultKind, FaultRule
 from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from testing.workspace import CANARY_TOKEN, CliWorkspace
-
-IMAGES = """
-    images:
-      cat:
-        prompt: a cat on a windowsill
-        seed: 1
-      dog:
-        prompt: a dog in the snow
-        seed: 2
-      owl:
-        prompt: an owl at dusk
-        seed: 3
-"""
+from tests.apply.specs import THREE_IMAGES
 
 
 def test_the_token_is_in_no_file_and_no_output_of_plan_or_apply(
@@ -29,7 +17,7 @@ def test_the_token_is_in_no_file_and_no_output_of_plan_or_apply(
     through API errors: the canary token shows up nowhere they write or print.
 
     (Every other test of this folder checks the same of its own children at teardown.)"""
-    workspace.specs(IMAGES)
+    workspace.specs(THREE_IMAGES)
     emulator.set_faults(
         FaultConfig(
             rules=(
