@@ -319,7 +319,11 @@ class _Api:
         await self._enter(request, "scheduler")
         await self._before_work("scheduler")
         now = self.state.now_s()
-        return JSONResponse([scheduler_entry(j, now) for j in self.state.executing()])
+        body = [scheduler_entry(j, now) for j in self.state.executing()]
+        held_s = self.state.faults.held("scheduler")
+        if held_s > 0:
+            await asyncio.sleep(held_s)
+        return JSONResponse(body)
 
     async def available(self, request: Request) -> Response:
         """GET scheduler/available (2.7)."""

@@ -63,7 +63,8 @@ class FaultKind(StrEnum):
     SLOW = "slow"
     """Wait `delay_s` before handling the request."""
     HOLD = "hold"
-    """images/create only: accept and charge, then hold the answer open for `delay_s`."""
+    """images/create: accept and charge, then hold the answer open for `delay_s`;
+    scheduler: read the listing, then hold the answer open for `delay_s`."""
     FAIL_JOB = "fail_job"
     """images/create only: the accepted job will fail (E36), with `message` if given."""
     LAG_WINDOW = "lag_window"

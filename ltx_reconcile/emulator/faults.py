@@ -104,6 +104,12 @@ class FaultInjector:
             return hit.delay_s
         return self._config.slow_delay_s if self.draw(self._config.slow_rate) else 0.0
 
+    def held(self, endpoint: str) -> float:
+        """Seconds to hold a read's answer open after its work is done (`scheduler`: the
+        listing is read, then answered late, so it misses what happened meanwhile)."""
+        hit = self.take_rule({FaultKind.HOLD}, endpoint, None, explicit_only=True)
+        return 0.0 if hit is None else hit.delay_s
+
     def before_accept(self, endpoint: str, reply_ref: str | None) -> FaultHit | None:
         """An error answer that stops the request before any job exists."""
         hit = self.take_rule({FaultKind.STATUS_BEFORE_ACCEPT}, endpoint, reply_ref)
