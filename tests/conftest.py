@@ -1,11 +1,34 @@
-"""Shared pytest configuration: hypothesis profiles."""
+"""Shared pytest configuration: hypothesis profiles, and the per-module emulator."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
+
+from ltx_reconcile.emulator.config import EmulatorConfig
+from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
 
 settings.register_profile("dev", max_examples=50)
 settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(scope="module")
+def module_emulator(emulator_config_for_module: EmulatorConfig) -> Iterator[RunningEmulator]:
+    """One emulator per module, configured by the folder's `emulator_config_for_module`."""
+    with serve_emulator(emulator_config_for_module) as running:
+        yield running
+
+
+@pytest.fixture
+def emulator(module_emulator: RunningEmulator) -> RunningEmulator:
+    """The module's emulator over real HTTP on loopback, as if just started.
+
+    Reset to its configuration (E43: jobs, assets, ledger, accounts, faults and seeded RNGs)
+    before each test: a new server per test costs more than the test.
+    """
+    module_emulator.reset()
+    return module_emulator

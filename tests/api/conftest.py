@@ -13,7 +13,6 @@ import dataclasses
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -174,21 +173,9 @@ def start_emulator():
 
 
 @pytest.fixture(scope="module")
-def module_emulator() -> Iterator[RunningEmulator]:
-    """One default emulator per module; tests reach it through `emulator`."""
-    with serve_emulator(emulator_config()) as running:
-        yield running
-
-
-@pytest.fixture
-def emulator(module_emulator: RunningEmulator) -> RunningEmulator:
-    """One fast emulator with the default configuration, as if just started.
-
-    The module's server, reset to its configuration (E43: jobs, assets, ledger, accounts,
-    faults and seeded RNGs) before each test: a new server per test costs more than the test.
-    """
-    module_emulator.reset()
-    return module_emulator
+def emulator_config_for_module() -> EmulatorConfig:
+    """The configuration of this folder's shared emulator (tests/conftest.py)."""
+    return emulator_config()
 
 
 def api_client(base_url: str, **kwargs) -> ApiClient:

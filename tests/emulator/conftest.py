@@ -11,26 +11,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from ltx_reconcile.emulator.config import EmulatorConfig
 from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
 from testing.emulator import api_client, fast_config
 
 
 @pytest.fixture(scope="module")
-def module_emulator() -> Iterator[RunningEmulator]:
-    """One default emulator per module; tests reach it through `emulator`."""
-    with serve_emulator(fast_config()) as running:
-        yield running
-
-
-@pytest.fixture
-def emulator(module_emulator: RunningEmulator) -> RunningEmulator:
-    """An emulator with millisecond jobs over real HTTP on loopback, as if just started.
-
-    The module's server, reset to its configuration (E43: jobs, assets, ledger, accounts,
-    faults and seeded RNGs) before each test: a new server per test costs more than the test.
-    """
-    module_emulator.reset()
-    return module_emulator
+def emulator_config_for_module() -> EmulatorConfig:
+    """The configuration of this folder's shared emulator (tests/conftest.py)."""
+    return fast_config()
 
 
 @pytest.fixture
