@@ -8,17 +8,15 @@ program can do the same without the CLI. Nothing here prints.
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import hashlib
-import os
-from collections.abc import Callable, Collection, Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from ltx_reconcile.apply_result import ApplyOptions, ApplySummary
-from ltx_reconcile.artifacts import DIGEST_ALGORITHM, ArtifactStore
+from ltx_reconcile.artifacts import ArtifactStore
 from ltx_reconcile.errors import ApplyInterruptedError, StateError, UsageError
 from ltx_reconcile.plan.model import Plan
 from ltx_reconcile.plan.planner import PlanOptions, make_plan
@@ -40,8 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["Workspace", "WorkspacePaths"]
 
 _HASH_CHUNK = 1 << 20
-_ABSENT_ERRNOS: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
-"""The errors that mean `no such file here`, as `Path.is_file` reads them; others propagate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,66 +85,6 @@ def _file_sha256(path: Path) -> str:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class _AbsentObjects(Set[str]):
-    """The artifacts recorded in a snapshot whose objects are absent from the store.
-
-    Found when first asked about, one shard directory at a time: the shard is listed once
-    and every recorded digest in it checked against the listing. A warm plan asks about
-    every up-to-date image's own object, and one stat per object cost a tenth of a
-    100,000-image plan, where 256 listings cost almost nothing. Only the absent digests
-    are kept (usually none), so the listings do not add to the plan's memory either.
-    """
-
-    __slots__ = ("_absent", "_recorded", "_root", "_unchecked")
-
-    def __init__(self, objects: Path, recorded: Collection[str]) -> None:
-        # The store's documented layout (artifacts.py): root/sha256/ab/<the other 62 hex>.
-        self._root = objects / DIGEST_ALGORITHM
-        self._recorded = recorded
-        self._absent: dict[str, frozenset[str]] = {}
-        """Shard (the first two hex digits) -> its recorded digests whose file is absent."""
-        self._unchecked: dict[str, list[str]] | None = None
-        """Shard -> its recorded digests, until the shard is checked; built on first use."""
-
-    def __contains__(self, digest: object) -> bool:
-        if not isinstance(digest, str) or digest not in self._recorded:
-            return False
-        shard = digest[:2]
-        absent = self._absent.get(shard)
-        if absent is None:
-            absent = self._absent[shard] = self._check(shard)
-        return digest in absent
-
-    def _check(self, shard: str) -> frozenset[str]:
-        if self._unchecked is None:
-            self._unchecked = {}
-            for digest in self._recorded:
-                self._unchecked.setdefault(digest[:2], []).append(digest)
-        files = _file_names(self._root / shard)
-        return frozenset(d for d in self._unchecked.pop(shard, ()) if d[2:] not in files)
-
-    def __iter__(self) -> Iterator[str]:
-        return (digest for digest in self._recorded if digest in self)
-
-    def __len__(self) -> int:
-        return sum(1 for _digest in self)
-
-
-def _file_names(directory: Path) -> frozenset[str]:
-    """The regular files (symlinks followed) in `directory`; none when it is missing.
-
-    As `Path.is_file` does for each one: a missing or non-directory path means no files,
-    any other error (a permission, say) propagates.
-    """
-    try:
-        with os.scandir(directory) as entries:
-            return frozenset(entry.name for entry in entries if entry.is_file())
-    except OSError as err:
-        if err.errno in _ABSENT_ERRNOS:
-            return frozenset()
-        raise
 
 
 @contextlib.contextmanager
@@ -250,7 +186,7 @@ class Workspace:
     def _missing_objects(self, snapshot: StateSnapshot) -> Set[str]:
         # Every digest the planner asks about is an artifact's: an image's digest is a
         # foreign key into the artifacts table.
-        return _AbsentObjects(self.paths.objects, snapshot.artifacts)
+        return ArtifactStore(self.paths.objects).absent_among(snapshot.artifacts)
 
     def force_unlock(self, lock_id: str) -> Lease:
         """Remove the state's lease `lock_id`, whoever holds it; the lease removed.
