@@ -139,7 +139,20 @@ def _v1_create_everything(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Final[Sequence[Migration]] = (_v1_create_everything,)
+def _v2_protect_and_pins(conn: sqlite3.Connection) -> None:
+    """Remember `protect` per image, so deleting a protected image from the specs is blocked
+    even though its spec is gone; and pins, objects `gc` keeps although no image uses them."""
+    conn.execute("ALTER TABLE images ADD COLUMN protect INTEGER NOT NULL DEFAULT 0")
+    conn.execute(
+        """CREATE TABLE pins (
+            digest TEXT PRIMARY KEY,
+            note TEXT NOT NULL DEFAULT '',
+            pinned_at REAL NOT NULL
+        )"""
+    )
+
+
+MIGRATIONS: Final[Sequence[Migration]] = (_v1_create_everything, _v2_protect_and_pins)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -325,3 +325,23 @@ def test_the_sqlite_store_satisfies_the_backend_protocols(store):
     reader: StateReader = store
     backend: StateBackend = store
     assert reader.serial == backend.serial == 0
+
+
+def test_a_schema_1_state_is_migrated_forward_keeping_its_rows(state_path):
+    """A state written before `protect` and pins existed opens, upgraded, with its images."""
+    from ltx_reconcile.state.schema import MIGRATIONS, SCHEMA_VERSION
+
+    with StateStore.open(state_path, migrations=MIGRATIONS[:1]) as old:
+        old.put_artifact(make_artifact())
+        old.put_image(present_image("hero", "ab" * 32))
+        lineage = old.lineage
+    with StateStore.open(state_path) as store:
+        assert store.lineage == lineage
+        assert "hero" in store.snapshot().images
+    conn = sqlite3.connect(state_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("SELECT name, protect FROM images").fetchall() == [("hero", 0)]
+        assert conn.execute("SELECT count(*) FROM pins").fetchone()[0] == 0
+    finally:
+        conn.close()
