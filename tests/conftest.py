@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 from ltx_reconcile.emulator.config import EmulatorConfig
 from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
+from testing.workspace import CANARY_TOKEN, CliWorkspace
 
 settings.register_profile("dev", max_examples=50)
 settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True)
@@ -32,3 +34,19 @@ def emulator(module_emulator: RunningEmulator) -> RunningEmulator:
     """
     module_emulator.reset()
     return module_emulator
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, emulator: RunningEmulator) -> Iterator[CliWorkspace]:
+    """An empty workspace whose commands go to `emulator` with the canary token.
+
+    Every command is a real `python -m ltx_reconcile` child process. Any child still running
+    at the end is killed and reaped. Then, whatever the test did, no file and no captured
+    output may hold the token.
+    """
+    ws = CliWorkspace.create(tmp_path, api_url=emulator.base_url, token=CANARY_TOKEN)
+    try:
+        yield ws
+    finally:
+        ws.wait_all()
+    assert ws.places_holding(CANARY_TOKEN) == [], "the API token leaked"

@@ -1,6 +1,6 @@
 """Fixtures of the apply tests: a fast emulator in test mode, and a workspace run by the CLI.
 
-Every apply here is a real `python -m ltx_reconcile ... apply` child process talking real
+Every command here is a real `python -m ltx_reconcile ... apply` child process talking real
 HTTP to an emulator served on loopback from this process, so the tests read the emulator's
 ledger (what was paid) and inject its faults directly. The token is a canary: it is given
 to the children in their environment only, and must never show up anywhere they write.
@@ -9,12 +9,11 @@ to the children in their environment only, and must never show up anywhere they 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
-from testing.workspace import CANARY_TOKEN, CliWorkspace, crash_test_config
+from testing.workspace import crash_test_config
 
 
 @pytest.fixture
@@ -22,18 +21,3 @@ def emulator() -> Iterator[RunningEmulator]:
     """A fresh emulator per test (`crash_test_config()`), over real HTTP on 127.0.0.1."""
     with serve_emulator(crash_test_config()) as running:
         yield running
-
-
-@pytest.fixture
-def workspace(tmp_path: Path, emulator: RunningEmulator) -> Iterator[CliWorkspace]:
-    """An empty workspace whose applies go to `emulator` with the canary token.
-
-    Any child still running at the end is killed and reaped. Then, whatever the test did,
-    no file and no captured output may hold the token.
-    """
-    ws = CliWorkspace.create(tmp_path, api_url=emulator.base_url, token=CANARY_TOKEN)
-    try:
-        yield ws
-    finally:
-        ws.wait_all()
-    assert ws.places_holding(CANARY_TOKEN) == [], "the API token leaked"
