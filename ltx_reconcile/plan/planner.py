@@ -200,7 +200,12 @@ class _Planner:
 
     def _plan_image(self, image: ImageSpec) -> Change:
         reference_digest, waits_for = self._reference_digest(image)
-        key = None if waits_for is not None else image_key(image.inputs, reference_digest)
+        if image.key is not None:
+            key: str | None = image.key  # the loader's, cached with the file's parse
+        elif waits_for is not None:
+            key = None
+        else:
+            key = image_key(image.inputs, reference_digest)
         record = self.snapshot.images.get(image.name)
         if record is not None and key == record.key:
             key = record.key  # the state's equal string: one copy per image in memory, not two

@@ -136,6 +136,9 @@ class ImageSpec:
     """True when the spec gave no seed and it was derived from the name."""
     grid: str | None = None
     """The grid this image was expanded from (its base name), if any."""
+    key: str | None = None
+    """The generation key, computed once by the loader and kept in the parse cache, when it
+    depends on no reference; None when it needs a referenced image's digest first."""
 
     @property
     def price(self) -> int:

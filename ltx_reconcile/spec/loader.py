@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ltx_reconcile.errors import Diagnostic, SpecError, UsageError
+from ltx_reconcile.keys import image_key
 from ltx_reconcile.spec.cache import entry_path, read_entry, write_entry
 from ltx_reconcile.spec.image import GenerationInputs, ImageSpec, Model, Reference, SourceLocation
 
 if TYPE_CHECKING:
+    from ltx_reconcile.spec.cache import Keys
     from ltx_reconcile.spec.parse import FileResult, ImageRow
 
 __all__ = ["Budget", "LoadedSpecs", "load_specs"]
@@ -112,7 +114,7 @@ def load_specs(
     collected = _Collected([], [], [], [])
     digest = hashlib.sha256(_DIGEST_DOMAIN)
     files: list[Path] = []
-    pending: list[tuple[Path, str, FileResult]] = []
+    pending: list[tuple[Path, str, FileResult, Keys]] = []
     for relative in _spec_files(specs_dir):
         path = specs_dir / relative
         files.append(path)
@@ -131,8 +133,8 @@ def load_specs(
     if collected.diagnostics:
         collected.diagnostics.sort(key=lambda d: (str(d.path), d.line, d.column))
         raise SpecError(collected.diagnostics)
-    for entry, content_digest, result in pending:
-        write_entry(entry, content_digest, result)
+    for entry, content_digest, result, keys in pending:
+        write_entry(entry, content_digest, result, keys)
     images = sorted((placed.spec for placed in collected.placed), key=lambda spec: spec.name)
     return LoadedSpecs(
         images=tuple(images),
@@ -169,27 +171,29 @@ def _load_file(
     data: bytes,
     cache_dir: Path | None,
     collected: _Collected,
-    pending: list[tuple[Path, str, FileResult]],
+    pending: list[tuple[Path, str, FileResult, Keys]],
 ) -> None:
     """Parse (or take from the cache) one file shown as `path`, its folder being `base`."""
     content_digest = hashlib.sha256(data).hexdigest()
     entry = None if cache_dir is None else entry_path(cache_dir, content_digest)
     if entry is not None:
-        result = read_entry(entry, content_digest)
+        cached = read_entry(entry, content_digest)
         try:
-            placed = None if result is None else _place(result, path, base)
+            placed = None if cached is None else _place(cached[0], path, base, cached[1])
         except (ValueError, TypeError, KeyError, IndexError):
             placed = None  # a damaged entry that passed its checksum: reparse, rewrite
-        if result is not None and placed is not None:
-            _collect(result, path, placed, collected)
+        if cached is not None and placed is not None:
+            _collect(cached[0], path, placed, collected)
             return
     # Imported here: parsing pulls in ruamel.yaml, which a fully cached load never needs.
     from ltx_reconcile.spec.parse import parse_spec_file
 
     result = parse_spec_file(data)
+    placed = _place(result, path, base, None)
     if entry is not None:
-        pending.append((entry, content_digest, result))
-    _collect(result, path, _place(result, path, base), collected)
+        keys = tuple(p.spec.key for p in placed)
+        pending.append((entry, content_digest, result, keys))
+    _collect(result, path, placed, collected)
 
 
 def _collect(result: FileResult, path: Path, placed: list[_Placed], collected: _Collected) -> None:
@@ -209,11 +213,15 @@ def _collect(result: FileResult, path: Path, placed: list[_Placed], collected: _
     )
 
 
-def _place(result: FileResult, path: Path, base: Path) -> list[_Placed]:
-    """ImageSpecs from a file's rows; the hot loop of a warm load, so kept flat."""
+def _place(result: FileResult, path: Path, base: Path, keys: Keys | None) -> list[_Placed]:
+    """ImageSpecs from a file's rows; the hot loop of a warm load, so kept flat.
+
+    `keys` are the cached keys of the rows; without them (a fresh parse) each image that
+    depends on no reference gets its key computed here, once, to be cached with the parse.
+    """
     placed: list[_Placed] = []
     models = _MODELS
-    for row in result[0]:
+    for index, row in enumerate(result[0]):
         (name, grid, line, column, output, _output_line, _output_column, _output_key_path,
          protect, tags, description, seed_derived,
          prompt, model, seed, aspect_ratio, location, weather, lighting, style,
@@ -229,9 +237,15 @@ def _place(result: FileResult, path: Path, base: Path) -> list[_Placed]:
             prompt, models[model], seed, aspect_ratio, location, weather, lighting, style,
             shot_type, shot_angle, reference_strength, reference,
         )  # fmt: skip
+        if keys is not None:
+            key = keys[index]
+            if (key is None) != (reference is not None):
+                raise ValueError("a cached key disagrees with its row's reference")
+        else:
+            key = None if reference is not None else image_key(inputs, None)
         spec = ImageSpec(
             name, inputs, output, SourceLocation(path, line, column),
-            protect, tags, description, seed_derived, grid,
+            protect, tags, description, seed_derived, grid, key,
         )  # fmt: skip
         placed.append(_Placed(spec, output, path, row))
     return placed
