@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -86,7 +85,7 @@ def write_state(path: Path, drafts: tuple[RecordDraft, ...]) -> None:
 
 def without_sources(plan: Plan) -> list[object]:
     """The plan's changes with where each image is declared blanked out."""
-    return [dataclasses.replace(change, source=None) for change in plan.changes]
+    return [change._replace(source=None) for change in plan.changes]
 
 
 def assert_well_formed(plan: Plan) -> None:
