@@ -10,12 +10,19 @@ beside the ticks (at most one per job), so a slow one never holds up the next li
 A job counts as done only when it is `completed` with an `assetUrl`, or `failed`
 (contract 2.2 caveat); a completed job whose URL lags is asked again next tick.
 
+Ticks are paced by what the jobs have shown so far: after a few jobs have finished, the
+watcher knows roughly how long the quickest of them run, and does not list before the
+earliest moment a watched job could be done; from then on it ticks every `interval_s`.
+A short interval then finds a finished job quickly without listing dozens of times while
+every job is still mid-way (most of apply's CPU at a short interval).
+
 The watcher owns no state: the executor journals what it learns.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -29,6 +36,12 @@ DIRECT_CHECK_EVERY: Final = 10
 """Ticks between direct status reads of a job the scheduler still lists."""
 DIRECT_CHECK_MIN_S: Final = 5.0
 """...and at least this many seconds, whatever the poll interval."""
+PACING_SAMPLES: Final = 32
+"""How many recent job run times pace the ticks."""
+PACING_MIN_SAMPLES: Final = 3
+"""Below this many, tick every interval: too little is known about the jobs."""
+PACING_MAX_SLEEP_S: Final = 5.0
+"""The longest pause between ticks while jobs are watched, however long jobs run."""
 
 
 @dataclass(slots=True)
@@ -41,9 +54,11 @@ class Watch:
     done: asyncio.Future[JobStatus] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-    ticks: int = 0
     checked_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     """When the job's status was last read directly (or, before that, first watched)."""
+    watched_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+    listed_at: float | None = None
+    """When a listing last showed the job executing: it finished after that."""
 
 
 class JobWatcher:
@@ -56,6 +71,10 @@ class JobWatcher:
         self._wakeup = asyncio.Event()
         self._checks: dict[str, asyncio.Task[None]] = {}
         """Direct status reads in flight, by job id: at most one per job."""
+        self._run_times: deque[float] = deque(maxlen=PACING_SAMPLES)
+        """Recent jobs' shortest possible run times: watched until last listed."""
+        self.listings = 0
+        """Scheduler listings asked for so far (for benchmarks and tests)."""
 
     def watch(self, job_id: str) -> Watch:
         """Start following `job_id` (idempotent: the same job gives the same Watch)."""
@@ -82,10 +101,22 @@ class JobWatcher:
                     await self._wakeup.wait()
                 started = loop.time()
                 await self._tick()
-                await asyncio.sleep(max(0.0, started + self._interval_s - loop.time()))
+                await asyncio.sleep(max(0.0, self._next_tick(started) - loop.time()))
         finally:
             for task in list(self._checks.values()):
                 task.cancel()
+
+    def _next_tick(self, last_started: float) -> float:
+        """When to start the next tick: one interval after the last, or, while no watched
+        job can be done yet by the recent jobs' run times, when the first of them could."""
+        soonest = last_started + self._interval_s
+        if len(self._run_times) < PACING_MIN_SAMPLES or not self._watches:
+            return soonest
+        # A low quantile, not the mean: a job found late costs a slot's idle time, a
+        # listing found early costs one request.
+        quickest = sorted(self._run_times)[len(self._run_times) // 10]
+        could_be_done = min(w.watched_at for w in self._watches.values()) + quickest
+        return max(soonest, min(could_be_done, last_started + PACING_MAX_SLEEP_S))
 
     async def _tick(self) -> None:
         # Only the jobs watched before the listing is asked for can be judged by it: a job
@@ -93,6 +124,8 @@ class JobWatcher:
         # executing, and counting it as gone would free its slot early (the next create
         # then meets a 429 and waits out a deferral).
         watched = list(self._watches.values())
+        asked_at = asyncio.get_running_loop().time()
+        self.listings += 1
         try:
             running: set[str] | None = {
                 entry.job_id for entry in await self._client.scheduler() if entry.job_id
@@ -103,21 +136,26 @@ class JobWatcher:
             running = None
         now = asyncio.get_running_loop().time()
         for watch in watched:
-            watch.ticks += 1
             if running is not None and watch.job_id not in running:
+                if not watch.left.is_set() and watch.listed_at is not None:
+                    # Never seen listed: it ran for less than a tick, which says nothing.
+                    self._run_times.append(watch.listed_at - watch.watched_at)
                 watch.left.set()
                 due = True
             else:
+                if running is not None:
+                    watch.listed_at = asked_at
                 due = running is None or self._direct_check_due(watch, now)
             if due and watch.job_id not in self._checks and not watch.done.done():
                 self._start_check(watch, now)
 
     def _direct_check_due(self, watch: Watch, now: float) -> bool:
         """Whether to ask a listed job directly, in case the listing is wrong about it:
-        every `DIRECT_CHECK_EVERY` ticks, but not more often than every
+        every `DIRECT_CHECK_EVERY` intervals, but not more often than every
         `DIRECT_CHECK_MIN_S` (a short poll interval must not multiply the requests)."""
-        return (
-            watch.ticks % DIRECT_CHECK_EVERY == 0 and now - watch.checked_at >= DIRECT_CHECK_MIN_S
+        # By time, not by ticks: paced ticks are sparse while jobs run.
+        return now - watch.checked_at >= max(
+            DIRECT_CHECK_MIN_S, DIRECT_CHECK_EVERY * self._interval_s
         )
 
     def _start_check(self, watch: Watch, now: float) -> None:

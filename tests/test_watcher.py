@@ -8,7 +8,7 @@ from ltx_reconcile.api.client import ApiClient
 from ltx_reconcile.api.model import CreateImageRequest, JobCreated
 from ltx_reconcile.emulator.config import FaultConfig, FaultKind, FaultRule
 from ltx_reconcile.emulator.server import serve_emulator
-from ltx_reconcile.watcher import JobWatcher
+from ltx_reconcile.watcher import PACING_MIN_SAMPLES, JobWatcher
 from testing.emulator import TEST_TOKEN, fast_config
 
 EMAIL = "user@example.com"
@@ -44,3 +44,36 @@ def test_a_job_created_while_a_listing_is_in_flight_is_not_judged_gone_by_it():
     with serve_emulator(config) as emulator:
         emulator.set_faults(FaultConfig(rules=(hold,)))
         assert asyncio.run(scenario(emulator.base_url)) == (False, True, True)
+
+
+def test_ticks_are_paced_by_how_long_jobs_run_and_still_find_each_job_promptly():
+    """Once a few jobs have shown how long they run, the watcher does not list while every
+    watched job is still mid-way: a few listings per job instead of one per interval, and
+    each job is still found gone within a few intervals of its end."""
+    latency_s, interval_s, warmup, paced = 0.3, 0.01, PACING_MIN_SAMPLES, 5
+    # The emulator's time scale is 0.001: a median of 300 "seconds" is 0.3 s.
+    config = fast_config(latency_median_s={"flux": latency_s * 1000}, latency_sigma=0.0)
+
+    async def scenario(base_url: str) -> tuple[int, float]:
+        async with ApiClient(base_url, TEST_TOKEN) as client:
+            watcher = JobWatcher(client, interval_s=interval_s)
+            ticking = asyncio.create_task(watcher.run())
+            loop = asyncio.get_running_loop()
+            worst_lag = 0.0
+            listed_before = 0
+            for seed in range(warmup + paced):  # one after another, as one job slot runs
+                if seed == warmup:
+                    listed_before = watcher.listings
+                created_at = loop.time()
+                watch = watcher.watch(await _create(client, seed))
+                await asyncio.wait_for(watch.left.wait(), 10)
+                if seed >= warmup:
+                    worst_lag = max(worst_lag, loop.time() - created_at - latency_s)
+            ticking.cancel()
+            return watcher.listings - listed_before, worst_lag
+
+    with serve_emulator(config) as emulator:
+        listings, worst_lag_s = asyncio.run(scenario(emulator.base_url))
+    # Unpaced, each 0.3 s job would see about 30 listings.
+    assert listings <= paced * 10, listings
+    assert worst_lag_s < 0.25, worst_lag_s
