@@ -14,9 +14,10 @@ Never paying twice rests on the journal (state/journal.py, contract section 4.5)
 A kill at any instant therefore leaves either no intent (nothing sent), an intent (found
 again by replyRef), or a job id (followed and fetched): never a second charge.
 
-Journal and state writes are synchronous calls on the event loop's thread, on purpose:
-an intent must be committed before its POST leaves, and sqlite3 connections belong to the
-thread that opened them. Hashing and fsync run in worker threads.
+Journal and state calls run on the state thread (state/worker.py) and are awaited: a
+commit waits for the disk, and on the event loop's thread that wait stalled every other
+image. Awaiting keeps the order that matters: an intent is committed before its POST is
+sent. Hashing, file writes and fsync of artifacts run in worker threads too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Final
 from ltx_reconcile.api.client import ApiClient
 from ltx_reconcile.api.model import CreateImageRequest, JobState, JobStatus
 from ltx_reconcile.apply_result import ApplyOptions, ApplySummary
-from ltx_reconcile.artifacts import ArtifactStore, image_info
+from ltx_reconcile.artifacts import ArtifactStore, ImageInfo, StoredObject, image_info
 from ltx_reconcile.errors import (
     ApiError,
     DownloadError,
@@ -73,6 +74,7 @@ from ltx_reconcile.state.records import (
     Upload,
 )
 from ltx_reconcile.state.store import StateStore
+from ltx_reconcile.state.worker import StateWorker
 from ltx_reconcile.watcher import JobWatcher
 
 __all__ = ["Executor"]
@@ -115,6 +117,7 @@ class Executor:
         client: ApiClient,
         store: StateStore,
         journal: Journal,
+        worker: StateWorker,
         artifacts: ArtifactStore,
         root: Path,
         specs: Mapping[str, ImageSpec],
@@ -126,6 +129,7 @@ class Executor:
         self._client = client
         self._store = store
         self._journal = journal
+        self._db = worker.call
         self._artifacts = artifacts
         self._root = root
         self._specs = specs
@@ -195,15 +199,18 @@ class Executor:
             margin_s=self._settings.recovery_margin_s,
         )
         found = await find_lost_jobs(
-            self._client, lost, email=self._email, known_job_ids=self._journal.known_job_ids()
+            self._client,
+            lost,
+            email=self._email,
+            known_job_ids=await self._db(self._journal.known_job_ids),
         )
         for entry_id, jobs in found.items():
-            self._adopt(entry_id, jobs.job_ids, jobs.found_by)
+            await self._adopt(entry_id, jobs.job_ids, jobs.found_by)
         return {entry_id: jobs.job_ids for entry_id, jobs in found.items()}
 
-    def _adopt(self, entry_id: int, job_ids: tuple[str, ...], found_by: str) -> None:
-        entry = self._journal.entry(entry_id)
-        self._journal.adopt(entry_id, job_ids, cost=self._price(entry.request))
+    async def _adopt(self, entry_id: int, job_ids: tuple[str, ...], found_by: str) -> None:
+        entry = await self._db(self._journal.entry, entry_id)
+        await self._db(self._journal.adopt, entry_id, job_ids, cost=self._price(entry.request))
         self._report(
             JobAdopted(
                 entry.image, job_id=job_ids[0], found_by=found_by, extra_jobs=len(job_ids) - 1
@@ -221,7 +228,9 @@ class Executor:
                 found = (await search).get(entry.id)
                 if not found:
                     if entry.state != "unknown":
-                        self._journal.mark_unknown(entry.id, "no job found for its replyRef")
+                        await self._db(
+                            self._journal.mark_unknown, entry.id, "no job found for its replyRef"
+                        )
                     self._report(
                         ImageUnknown(
                             entry.image,
@@ -232,7 +241,8 @@ class Executor:
                     continue
                 job_id = found[0]
             try:
-                got = await self._follow(self._journal.entry(entry.id), job_id, hold_slot=True)
+                current = await self._db(self._journal.entry, entry.id)
+                got = await self._follow(current, job_id, hold_slot=True)
             except (_JobFailed, ApiError) as err:
                 self._settle_failures[entry.key] = str(err)
                 self._report(ImageFailed(entry.image, message=str(err)))
@@ -286,7 +296,7 @@ class Executor:
             await self._finish(spec, change, change.key, digest)
             return digest
         failure = self._settle_failures.get(change.key)
-        if failure is not None and not self._has_unknown(change.key):
+        if failure is not None and not await self._has_unknown(change.key):
             # The earlier job was found and failed (refunded), or is paid for but could not
             # be fetched yet: not an unknown outcome. Reported while settling.
             self.summary.failed[change.image] = failure
@@ -298,9 +308,11 @@ class Executor:
             )
         # The user chose to pay again: the unknown attempts stay on record, closed, so the
         # journal takes the new attempt's intent (a key has at most one open entry).
-        for entry in self._journal.entries_for(change.key):
+        for entry in await self._db(self._journal.entries_for, change.key):
             if entry.state == "unknown":
-                self._journal.mark_abandoned(entry.id, "sent again under --resubmit-unknown")
+                await self._db(
+                    self._journal.mark_abandoned, entry.id, "sent again under --resubmit-unknown"
+                )
         return await self._generate(spec, change)
 
     async def _generate(self, spec: ImageSpec, change: Change) -> str:
@@ -330,8 +342,9 @@ class Executor:
         self.summary.generated.append(spec.name)
         return digest
 
-    def _has_unknown(self, key: str) -> bool:
-        return any(entry.state == "unknown" for entry in self._journal.entries_for(key))
+    async def _has_unknown(self, key: str) -> bool:
+        entries = await self._db(self._journal.entries_for, key)
+        return any(entry.state == "unknown" for entry in entries)
 
     def _stored_artifact(self, key: str) -> str | None:
         assert self._snapshot is not None  # noqa: S101 - set by run()
@@ -382,7 +395,8 @@ class Executor:
         released = False
         try:
             self._check_may_submit(spec)
-            entry = self._journal.record_intent(
+            entry = await self._db(
+                self._journal.record_intent,
                 key=key,
                 image=spec.name,
                 email=self._email,
@@ -420,22 +434,27 @@ class Executor:
         try:
             created = await self._client.create_image(request, image=spec.name)
         except RateLimitedError as err:
-            self._journal.mark_failed(entry.id, f"not accepted (429): {err.api_message or err}")
+            message = f"not accepted (429): {err.api_message or err}"
+            await self._db(self._journal.mark_failed, entry.id, message)
             raise _Busy(err.retry_after_s) from None
         except OutcomeUnknownError:
             return await self._recover_one(spec, entry)
         except (InsufficientCreditsError, UnauthorizedError) as err:
-            self._journal.mark_failed(entry.id, f"refused: {err.api_message or err}")
+            await self._db(
+                self._journal.mark_failed, entry.id, f"refused: {err.api_message or err}"
+            )
             self.summary.fatal = err
             self._stopping.set()  # every further create would be refused the same way
             raise
         except ApiError as err:
-            self._journal.mark_failed(entry.id, f"refused: {err.api_message or err}")
+            await self._db(
+                self._journal.mark_failed, entry.id, f"refused: {err.api_message or err}"
+            )
             raise
         job_id = created.job_id  # a JobStatus only for pollForResult, which we never send
         if not job_id:
             return await self._recover_one(spec, entry)
-        self._journal.mark_submitted(entry.id, job_id, cost=spec.price)
+        await self._db(self._journal.mark_submitted, entry.id, job_id, cost=spec.price)
         return job_id
 
     async def _recover_one(self, spec: ImageSpec, entry: JournalEntry) -> str:
@@ -445,15 +464,18 @@ class Executor:
             margin_s=self._settings.recovery_margin_s,
         )
         found = await find_lost_jobs(
-            self._client, [entry], email=self._email, known_job_ids=self._journal.known_job_ids()
+            self._client,
+            [entry],
+            email=self._email,
+            known_job_ids=await self._db(self._journal.known_job_ids),
         )
         jobs = found.get(entry.id)
         if jobs is None:
             message = "the create's answer was lost and no job was found for it"
-            self._journal.mark_unknown(entry.id, message)
+            await self._db(self._journal.mark_unknown, entry.id, message)
             self._report(ImageUnknown(spec.name, message=message, possible_cost=spec.price))
             raise _Unknown(message + "; rerun with --resubmit-unknown to pay for it again")
-        self._adopt(entry.id, jobs.job_ids, jobs.found_by)
+        await self._adopt(entry.id, jobs.job_ids, jobs.found_by)
         return jobs.job_ids[0]
 
     def _charge(self, spec: ImageSpec, entry: JournalEntry, job_id: str) -> None:
@@ -477,23 +499,28 @@ class Executor:
         if status.is_failed:
             message = status.status.message if status.status else None
             price = self._price(entry.request)
-            # One commit: the entry is closed and its refund recorded together (E40).
-            with self._store.transaction():
-                self._journal.mark_failed(entry.id, message or "the job failed")
-                self._store.record_spend(
-                    job_id=job_id,
-                    key=entry.key,
-                    image=entry.image,
-                    model=str(entry.request.get("model", "flux")),
-                    amount=-price,
-                    kind="refund",
-                )
+            await self._db(self._record_refund, entry, job_id, message, price)
             if job_id in self._charged_here:
                 self.summary.spent -= price
             raise _JobFailed(f"the API reports the job failed: {message or 'no reason given'}")
-        if self._journal.entry(entry.id).state == "submitted":
-            self._journal.mark_completed(entry.id)
+        # Straight from submitted to fetched: a `completed` commit in between would cost a
+        # disk wait per image and tell a later run nothing (it follows the job either way).
         return await self._fetch(entry, job_id, status)
+
+    def _record_refund(
+        self, entry: JournalEntry, job_id: str, message: str | None, price: int
+    ) -> None:
+        """One commit: the entry is closed and its refund recorded together (E40)."""
+        with self._store.transaction():
+            self._journal.mark_failed(entry.id, message or "the job failed")
+            self._store.record_spend(
+                job_id=job_id,
+                key=entry.key,
+                image=entry.image,
+                model=str(entry.request.get("model", "flux")),
+                amount=-price,
+                kind="refund",
+            )
 
     async def _fetch(self, entry: JournalEntry, job_id: str, status: JobStatus) -> str:
         last_error: Exception | None = None
@@ -528,7 +555,9 @@ class Executor:
             return await self._library_status(job_id)
         except NotFoundError:
             # Not in the library either: a failed job leaves no asset (contract 4.5, 4).
-            self._journal.mark_failed(entry.id, "its record expired and it left no image")
+            await self._db(
+                self._journal.mark_failed, entry.id, "its record expired and it left no image"
+            )
             raise _JobFailed(
                 f"job {job_id}'s record expired and the account's library has no image "
                 "of it: the job failed, or its image was deleted in LTX Studio"
@@ -554,6 +583,13 @@ class Executor:
             self._artifacts.put_file, download.path, expected_digest=download.sha256, move=True
         )
         info = await asyncio.to_thread(image_info, stored.path)
+        await self._db(self._record_fetched, entry, job_id, stored, info)
+        return stored.digest
+
+    def _record_fetched(
+        self, entry: JournalEntry, job_id: str, stored: StoredObject, info: ImageInfo
+    ) -> None:
+        """One commit: the artifact's row and its entry's close."""
         now = time.time()
         with self._store.transaction():
             self._store.put_artifact(
@@ -574,7 +610,6 @@ class Executor:
                 )
             )
             self._journal.mark_fetched(entry.id, stored.digest, cost=self._price(entry.request))
-        return stored.digest
 
     async def _reference_asset(self, spec: ImageSpec, digest: str) -> str:
         """The API fileId of the reference bytes, uploaded once per digest and account."""
@@ -603,9 +638,8 @@ class Executor:
         file_id = uploaded.file_id
         if not file_id:
             raise DownloadError("the API accepted the reference upload but returned no fileId")
-        self._store.put_upload(
-            Upload(digest=digest, email=self._email, file_id=file_id, uploaded_at=time.time())
-        )
+        upload = Upload(digest=digest, email=self._email, file_id=file_id, uploaded_at=time.time())
+        await self._db(self._store.put_upload, upload)
         return file_id
 
     # -- recording the result -------------------------------------------------------------
@@ -646,10 +680,7 @@ class Executor:
             output_stat=result.stat,
             updated_at=time.time(),
         )
-        with self._store.transaction():
-            if change.moved_from is not None:
-                self._store.remove_image(change.moved_from)
-            self._store.put_image(record)
+        await self._db(self._record_image, record, change.moved_from)
         if change.moved_from is not None and previous is not None:
             await asyncio.to_thread(
                 remove_output,
@@ -662,6 +693,13 @@ class Executor:
             ImageDone(spec.name, action=change.action.value, digest=digest, output=spec.output)
         )
 
+    def _record_image(self, record: ImageRecord, moved_from: str | None) -> None:
+        """One commit: the image's row, and for a move the old name's removal."""
+        with self._store.transaction():
+            if moved_from is not None:
+                self._store.remove_image(moved_from)
+            self._store.put_image(record)
+
     def _count(self, change: Change) -> None:
         if change.action is Action.MOVE:
             self.summary.moved.append(change.image)
@@ -673,7 +711,7 @@ class Executor:
     async def _delete(self, change: Change) -> None:
         assert self._snapshot is not None  # noqa: S101 - set by run()
         previous = self._snapshot.images.get(change.image)
-        self._store.remove_image(change.image)
+        await self._db(self._store.remove_image, change.image)
         removed = False
         if previous is not None:
             removed = await asyncio.to_thread(

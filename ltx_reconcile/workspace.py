@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from ltx_reconcile.api.client import ApiClient
     from ltx_reconcile.events import Reporter
+    from ltx_reconcile.state.worker import StateWorker
 
 __all__ = ["Workspace", "WorkspacePaths"]
 
@@ -293,6 +294,7 @@ class ApplySession:
         from ltx_reconcile.events import ApplyStarted
         from ltx_reconcile.executor import Executor
         from ltx_reconcile.state.journal import Journal
+        from ltx_reconcile.state.worker import StateWorker
 
         settings = self.workspace.settings
         assert settings.token is not None  # noqa: S101 - checked by apply()
@@ -301,53 +303,62 @@ class ApplySession:
         retry = RetryPolicy(
             safe=DEFAULT_RETRY_POLICY.safe, create_busy=Backoff(1, first_delay_s=0, max_delay_s=0)
         )
-        async with ApiClient(
-            settings.api_url, settings.token, timeout_s=settings.request_timeout_s, retry=retry
-        ) as client:
-            requested = options.parallelism or settings.parallelism
-            email, parallelism = await _account(client, settings.email, requested)
-            executor = Executor(
-                client=client,
-                store=self.store,
-                journal=Journal(self.store),
-                artifacts=ArtifactStore(self.workspace.paths.objects),
-                root=self.workspace.paths.root,
-                specs=specs,
-                email=email,
-                settings=settings,
-                options=options,
-                reporter=reporter,
-            )
-            reporter(
-                ApplyStarted(
-                    None,
-                    changes=len(plan.pending),
-                    estimated_cost=plan.total_cost,
-                    parallelism=parallelism,
+        # Every state write of the apply goes through one thread (state/worker.py), the
+        # lease's renewals included, so the connection is never used by two at once.
+        worker = StateWorker()
+        try:
+            async with ApiClient(
+                settings.api_url, settings.token, timeout_s=settings.request_timeout_s, retry=retry
+            ) as client:
+                requested = options.parallelism or settings.parallelism
+                email, parallelism = await _account(client, settings.email, requested)
+                executor = Executor(
+                    client=client,
+                    store=self.store,
+                    journal=Journal(self.store),
+                    worker=worker,
+                    artifacts=ArtifactStore(self.workspace.paths.objects),
+                    root=self.workspace.paths.root,
+                    specs=specs,
                     email=email,
+                    settings=settings,
+                    options=options,
+                    reporter=reporter,
                 )
-            )
-            run = asyncio.ensure_future(
-                executor.run(plan, self.store.snapshot(), parallelism=parallelism)
-            )
-            keeper = asyncio.ensure_future(self._keep_lease(run))
-            with _stop_on_signals(
-                run, executor.request_stop, options.grace_s, enabled=handle_signals
-            ):
-                try:
-                    return await run
-                except asyncio.CancelledError:
-                    lost = keeper.exception() if keeper.done() and not keeper.cancelled() else None
-                    if lost is not None:
-                        raise lost from None
-                    raise ApplyInterruptedError(
-                        "apply stopped; every job already paid for is journaled",
-                        hint="run `ltx-reconcile apply` again: it resumes and pays for nothing twice",
-                    ) from None
-                finally:
-                    keeper.cancel()
+                reporter(
+                    ApplyStarted(
+                        None,
+                        changes=len(plan.pending),
+                        estimated_cost=plan.total_cost,
+                        parallelism=parallelism,
+                        email=email,
+                    )
+                )
+                run = asyncio.ensure_future(
+                    executor.run(plan, self.store.snapshot(), parallelism=parallelism)
+                )
+                keeper = asyncio.ensure_future(self._keep_lease(run, worker))
+                with _stop_on_signals(
+                    run, executor.request_stop, options.grace_s, enabled=handle_signals
+                ):
+                    try:
+                        return await run
+                    except asyncio.CancelledError:
+                        lost = (
+                            keeper.exception() if keeper.done() and not keeper.cancelled() else None
+                        )
+                        if lost is not None:
+                            raise lost from None
+                        raise ApplyInterruptedError(
+                            "apply stopped; every job already paid for is journaled",
+                            hint="run `ltx-reconcile apply` again: it resumes and pays for nothing twice",
+                        ) from None
+                    finally:
+                        keeper.cancel()
+        finally:
+            worker.close()
 
-    async def _keep_lease(self, run: asyncio.Future[ApplySummary]) -> None:
+    async def _keep_lease(self, run: asyncio.Future[ApplySummary], worker: StateWorker) -> None:
         """Renew the lease a few times per lifetime for as long as the apply runs.
 
         An apply outlives any fixed lease, and a lease left to expire may be taken over by
@@ -360,7 +371,9 @@ class ApplySession:
 
         while True:
             try:
-                self.lease = heartbeat(self.store, self.lease, ttl_s=self._lease_ttl_s)
+                self.lease = await worker.call(
+                    heartbeat, self.store, self.lease, ttl_s=self._lease_ttl_s
+                )
             except StateError:
                 run.cancel()
                 raise

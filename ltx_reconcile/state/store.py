@@ -335,7 +335,11 @@ class StateStore:
 def _connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: the sqlite3 module must never open transactions behind our back;
     # every transaction is an explicit transaction() block.
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+    # check_same_thread=False: an apply writes from its state thread (state/worker.py), one
+    # call at a time; the connection is never used by two threads at once.
+    conn = sqlite3.connect(
+        path, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+    )
     conn.execute("PRAGMA journal_mode = WAL")
     # synchronous=FULL, not NORMAL: under WAL, NORMAL can lose the last commits on power
     # loss, and the last commit may be the intent row that stops us paying twice.
