@@ -395,15 +395,21 @@ class Executor:
         released = False
         try:
             self._check_may_submit(spec)
-            entry = await self._db(
-                self._journal.record_intent,
-                key=key,
-                image=spec.name,
-                email=self._email,
-                request=body,
-                request_digest=_digest_of_request(body),
-            )
+            # Reserved before the first await: every other submit checks the limit against
+            # it while this intent is being committed.
             self._reserved += spec.price
+            try:
+                entry = await self._db(
+                    self._journal.record_intent,
+                    key=key,
+                    image=spec.name,
+                    email=self._email,
+                    request=body,
+                    request_digest=_digest_of_request(body),
+                )
+            except BaseException:
+                self._reserved -= spec.price  # nothing was sent
+                raise
             try:
                 job_id = await self._create(spec, entry, body)
             except _Busy as busy:
