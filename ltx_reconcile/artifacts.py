@@ -6,6 +6,7 @@ Owns the directory `root` (chosen by the caller; `state/objects` by default). Wi
     root/sha256/ab/<other 62 hex digits>   one object: read-only (0o444), never rewritten
     root/sha256/ab/.tmp-*                   `put_bytes` staging, removed on every exit
     root/tmp/                               where downloads land (`temp_dir`)
+    root/quarantine/<digest>.<random>       corrupt objects `verify --repair` moved aside
 
 Digest format, everywhere (state rows, plan files, events, messages): the bare, lowercase,
 64-hex-digit sha256 of the bytes, without a `sha256:` prefix. The algorithm is named once, by
@@ -31,6 +32,7 @@ import errno
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Collection, Iterator
@@ -62,6 +64,7 @@ OBJECT_MODE: Final = 0o444
 
 _DIGEST_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
 _TEMP_PREFIX: Final = ".tmp-"
+_QUARANTINE: Final = "quarantine"
 _SHARD_CHARS: Final = 2
 
 LinkFunction = Callable[[Path, Path], None]
@@ -278,6 +281,25 @@ class ArtifactStore:
             return False
         fsync_dir(path.parent)
         return True
+
+    def quarantine(self, digest: str) -> Path | None:
+        """Move the object aside into `root/quarantine/`; where it went, None if absent.
+
+        For a corrupt object (`verify --repair`): its name is freed for a good copy, and its
+        bytes are kept, not deleted, for a person to look at. The random suffix keeps an
+        earlier quarantined copy from being replaced.
+        """
+        path = self.path_for(digest)
+        target_dir = self.root / _QUARANTINE
+        _make_dir_durable(target_dir)
+        target = target_dir / f"{digest}.{secrets.token_hex(4)}"
+        try:
+            path.rename(target)
+        except FileNotFoundError:
+            return None
+        fsync_dir(path.parent)
+        fsync_dir(target_dir)
+        return target
 
     def _existing(self, digest: str) -> StoredObject | None:
         """The object if present and intact, None if absent; corrupt raises IntegrityError."""

@@ -685,6 +685,7 @@ class Executor:
             inputs=dict(inputs or {}),
             output_stat=result.stat,
             updated_at=time.time(),
+            protect=spec.protect,
         )
         await self._db(self._record_image, record, change.moved_from)
         if change.moved_from is not None and previous is not None:

@@ -56,7 +56,9 @@ from ltx_reconcile.state.records import OutputStat
 __all__ = [
     "MaterialiseResult",
     "OutputAction",
+    "OutputCondition",
     "OutputStat",
+    "inspect_output",
     "materialise",
     "remove_output",
 ]
@@ -69,6 +71,17 @@ class OutputAction(StrEnum):
     REPLACED = "replaced"
     UNCHANGED = "unchanged"
     USER_MODIFIED = "modified by user"
+
+
+class OutputCondition(StrEnum):
+    """What `inspect_output` found at an output's name; the value is how reports spell it."""
+
+    MISSING = "missing"
+    AS_RECORDED = "as recorded"
+    """Size, mtime and inode are as we last wrote them: ours, not hashed."""
+    SAME_BYTES = "same bytes"
+    """The stat moved (a fresh clone, say) but the bytes are the object's."""
+    MODIFIED = "modified by user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +134,25 @@ def materialise(
         if written is not None:
             return MaterialiseResult(dest, action, written, digest)
     return MaterialiseResult(dest, OutputAction.USER_MODIFIED, recorded, recorded_digest)
+
+
+def inspect_output(dest: Path, digest: str, *, recorded: OutputStat | None) -> OutputCondition:
+    """How `dest` compares with the object `digest` recorded for it; changes nothing.
+
+    The record is checked first, as `materialise` does; the file is hashed only when its
+    stat moved. So an in-place edit that kept size, mtime and inode reads as AS_RECORDED,
+    as it does for make and git.
+    """
+    current = _lstat_or_none(dest)
+    if current is None:
+        return OutputCondition.MISSING
+    if not stat.S_ISREG(current.st_mode):
+        return OutputCondition.MODIFIED
+    if _is_as_recorded(current, recorded):
+        return OutputCondition.AS_RECORDED
+    if digest_file(dest) == digest:
+        return OutputCondition.SAME_BYTES
+    return OutputCondition.MODIFIED
 
 
 def remove_output(

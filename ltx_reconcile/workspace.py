@@ -8,23 +8,31 @@ program can do the same without the CLI. Nothing here prints.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Set
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ltx_reconcile.apply_result import ApplyOptions, ApplySummary
-from ltx_reconcile.artifacts import ArtifactStore
+from ltx_reconcile.apply_result import (
+    ApplyOptions,
+    ApplySummary,
+    BudgetStatus,
+    tightest_limit,
+    utc_day,
+)
+from ltx_reconcile.artifacts import ArtifactStore, is_digest
 from ltx_reconcile.errors import ApplyInterruptedError, StateError, UsageError
-from ltx_reconcile.plan.model import Plan
+from ltx_reconcile.plan.model import Action, Change, Plan
 from ltx_reconcile.plan.planner import PlanOptions, make_plan
 from ltx_reconcile.settings import Settings
 from ltx_reconcile.spec.image import ImageSpec
-from ltx_reconcile.spec.loader import LoadedSpecs, load_specs
+from ltx_reconcile.spec.loader import Budget, LoadedSpecs, load_specs
 from ltx_reconcile.state.records import Lease, StateSnapshot
-from ltx_reconcile.state.snapshot import open_snapshot
+from ltx_reconcile.state.snapshot import open_snapshot, read_spend_since
 from ltx_reconcile.state.store import StateStore
 
 # Imported where they are used, not here: `plan` must not pay for what only apply and
@@ -34,7 +42,19 @@ if TYPE_CHECKING:
 
     from ltx_reconcile.api.client import ApiClient
     from ltx_reconcile.events import Reporter
+    from ltx_reconcile.gallery import GalleryPage
+    from ltx_reconcile.gc import GcReport
+    from ltx_reconcile.importer import ImportResult
+    from ltx_reconcile.inventory import (
+        ImageDetails,
+        ImageSummary,
+        Removal,
+        RenamedImage,
+        StateSummary,
+    )
+    from ltx_reconcile.state.transfer import PushResult, StateDocument
     from ltx_reconcile.state.worker import StateWorker
+    from ltx_reconcile.verify import VerifyOutcome
 
 __all__ = ["Workspace", "WorkspacePaths"]
 
@@ -138,14 +158,18 @@ class Workspace:
             # Not self.snapshot(): this one reads an artifact's row only if the planner
             # looks it up, which it does for few (see open_snapshot).
             with open_snapshot(self.paths.state) as snapshot:
-                return make_plan(
+                plan = make_plan(
                     specs.images,
                     snapshot,
                     specs_digest=self._inputs_digest(specs, file_digests),
                     file_digests=file_digests,
                     missing_objects=self._missing_objects(snapshot),
                     options=options,
+                    budget=_budget_status(
+                        specs.budget, lambda since: read_spend_since(self.paths.state, since)
+                    ),
                 )
+                return self._with_restorable(plan, snapshot)
 
     def save_plan(self, plan: Plan, path: Path) -> None:
         """Write `plan` for a later `apply PLANFILE`."""
@@ -189,6 +213,105 @@ class Workspace:
         # foreign key into the artifacts table.
         return ArtifactStore(self.paths.objects).absent_among(snapshot.artifacts)
 
+    def _with_restorable(self, plan: Plan, snapshot: StateSnapshot) -> Plan:
+        """`plan`, counting the refetches' objects that an output file still holds.
+
+        A fresh GitOps runner has `out/` but no store (issue 7): those refetches cost
+        nothing after `verify --repair`. Only refetched images' outputs are read, so a plan
+        with no missing object reads no file.
+        """
+        refetched = [
+            snapshot.images[c.image]
+            for c in plan.changes
+            if c.action is Action.REFETCH and c.image in snapshot.images
+        ]
+        if not refetched:
+            return plan
+        from ltx_reconcile.verify import good_copies
+
+        wanted = {record.digest for record in refetched if record.digest is not None}
+        copies = good_copies(refetched, self.paths.root, wanted)
+        return dataclasses.replace(plan, restorable=len(copies))
+
+    def verify(self, *, repair: bool = False, lock_timeout_s: float = 0.0) -> VerifyOutcome:
+        """Check the store, the output files and the state; with `repair`, do the free fixes.
+
+        Without `repair` nothing is written. With it, the lease is held while objects and
+        output files are restored, and the rewritten outputs are recorded in one
+        transaction. Raises `StateLockedError` when another process holds the lease, and
+        `StateError` when the state or the store cannot be read.
+        """
+        from ltx_reconcile.verify import VerifyOutcome, find_drift, repair_drift
+
+        store = ArtifactStore(self.paths.objects)
+        root = self.paths.root
+        if not repair or not self.paths.state.exists():
+            snapshot = self.snapshot()
+            report = find_drift(snapshot, store, root)
+            # Without a state there is no row to record: only corrupt objects to move aside.
+            repaired = repair_drift(report, snapshot, store, root) if repair else None
+            return VerifyOutcome(report, repaired)
+        with self.session(lock_timeout_s=lock_timeout_s, operation="verify --repair") as session:
+            snapshot = session.store.snapshot()
+            report = find_drift(snapshot, store, root)
+            result = repair_drift(report, snapshot, store, root)
+            with session.store.transaction():
+                for record in result.records:
+                    session.store.put_image(record)
+        return VerifyOutcome(report, result)
+
+    def gc(self, *, force: bool = False, lock_timeout_s: float = 0.0) -> GcReport:
+        """The stored objects nothing keeps; with `force`, delete them (rows are kept).
+
+        The dry run only reads. `force` holds the lease, so no apply can give an object a
+        new use while it is deleted. Raises `StateError` when there is no state (every
+        object would look unused), `StateLockedError` when the lease is held elsewhere.
+        """
+        from ltx_reconcile.gc import collect, find_garbage
+
+        self._require_state("gc")
+        store = ArtifactStore(self.paths.objects)
+        if not force:
+            return find_garbage(self.snapshot(), store)
+        with self.session(lock_timeout_s=lock_timeout_s, operation="gc --force") as session:
+            return collect(find_garbage(session.store.snapshot(), store), store)
+
+    def pin(self, digest: str, note: str = "", *, lock_timeout_s: float = 0.0) -> bool:
+        """Keep the object `digest` through gc; False when it was pinned already.
+
+        Raises `UsageError` for a string that is not a digest or names no object the store
+        or the state knows, `StateError` when there is no state, `StateLockedError`.
+        """
+        _require_digest(digest)
+        self._require_state("gc --pin")
+        with self.session(lock_timeout_s=lock_timeout_s, operation="gc --pin") as session:
+            is_known = digest in session.store.snapshot().artifacts
+            if not is_known and not ArtifactStore(self.paths.objects).contains(digest):
+                raise UsageError(
+                    f"no object {digest} is in the store or the state",
+                    hint="copy the digest from `ltx-reconcile gc` or `ltx-reconcile verify`",
+                )
+            return session.store.pin(digest, note)
+
+    def unpin(self, digest: str, *, lock_timeout_s: float = 0.0) -> None:
+        """Let gc collect the object `digest` again once no image uses it.
+
+        Raises `UsageError` when it is not pinned, `StateError`, `StateLockedError`.
+        """
+        _require_digest(digest)
+        self._require_state("gc --unpin")
+        with self.session(lock_timeout_s=lock_timeout_s, operation="gc --unpin") as session:
+            if not session.store.unpin(digest):
+                raise UsageError(f"{digest} is not pinned")
+
+    def _require_state(self, command: str) -> None:
+        if not self.paths.state.exists():
+            raise StateError(
+                f"there is no state at {self.paths.display(self.paths.state)}",
+                hint=f"`{command}` needs the state that records which objects are in use; "
+                "check -C, --state and --objects",
+            )
+
     def force_unlock(self, lock_id: str) -> Lease:
         """Remove the state's lease `lock_id`, whoever holds it; the lease removed.
 
@@ -201,6 +324,175 @@ class Workspace:
 
         with StateStore.open(self.paths.state) as store:
             return force_unlock(store, lock_id)
+
+    def gallery(self, out_dir: Path, plan_path: Path | None = None) -> GalleryPage:
+        """Write `out_dir/index.html`: every image of the specs, or what a saved plan changes.
+
+        Reads the specs, one state snapshot and the store; writes only the page and the
+        thumbnail cache (`state/cache/thumbs/`), never the state. Raises `UsageError` for an
+        `out_dir` inside the store, `SpecError` for invalid specs and, with `plan_path`,
+        what `load_plan` raises (a stale plan is refused, as apply refuses it).
+        """
+        from ltx_reconcile.gallery import (
+            GalleryPage,
+            ThumbnailCache,
+            build_gallery,
+            picture_sources,
+            render_page,
+            write_page,
+        )
+        from ltx_reconcile.state.snapshot import read_latest_attempts
+
+        if out_dir.resolve().is_relative_to(self.paths.objects.resolve()):
+            raise UsageError(
+                f"the gallery cannot be written inside the store "
+                f"({self.paths.display(self.paths.objects)})",
+                hint="pass --out with a directory outside it, such as gallery",
+            )
+        plan = None if plan_path is None else self.load_plan(plan_path)
+        snapshot = self.snapshot()
+        store = ArtifactStore(self.paths.objects)
+        missing = store.absent_among(snapshot.artifacts)
+        gallery = build_gallery(
+            self.validate().images,
+            snapshot,
+            attempts=read_latest_attempts(self.paths.state),
+            missing=missing,
+            root=self.paths.root,
+            plan=plan,
+        )
+        outputs = {i.digest: self.paths.root / i.output for i in gallery.images if i.digest}
+        sources = picture_sources(gallery.pictures, store, missing, outputs)
+        thumbnails = ThumbnailCache(self.paths.cache / "thumbs").thumbnails(sources)
+        page = out_dir / "index.html"
+        html = render_page(gallery, thumbnails=thumbnails, root=self.paths.root, page_dir=out_dir)
+        write_page(page, html)
+        shown = sum(1 for image in gallery.images if image.digest in thumbnails)
+        return GalleryPage(page, gallery, thumbnails=shown)
+
+    def import_image(
+        self, name: str, source: str, *, force: bool = False, lock_timeout_s: float = 0.0
+    ) -> ImportResult:
+        """Adopt a local image file, or a job done at the API, as image `name`'s picture.
+
+        Free: nothing is sent that costs money. `source` is a jobId (contract 1.6) or a
+        path below the root. The specs and a file source are checked before the state is
+        opened; the rest runs under the lease, in one transaction. Raises `SpecError`,
+        `UsageError` (unknown image, not an image, unfinished or journaled job, or a
+        conflict, see docs/operations.md), `ApiError` and `StateLockedError`.
+        """
+        from ltx_reconcile import importer
+
+        spec = importer.find_image(self.validate().images, name)
+        offered = importer.offer(source, root=self.paths.root, settings=self.settings)
+        with self.session(lock_timeout_s=lock_timeout_s, operation="import") as session:
+            return importer.import_image(
+                session.store,
+                ArtifactStore(self.paths.objects),
+                root=self.paths.root,
+                spec=spec,
+                plan=session.plan(),
+                offered=offered,
+                settings=self.settings,
+                force=force,
+            )
+
+    # -- inspecting and editing the state (`state ...`, `show`) -------------------------
+
+    def list_images(self, pattern: str | None = None) -> list[ImageSummary]:
+        """The images the state tracks whose name matches the glob `pattern`, by name."""
+        from ltx_reconcile.inventory import list_images
+
+        return list_images(self.snapshot(), pattern)
+
+    def image_details(self, name: str) -> ImageDetails:
+        """Everything the state knows about image `name`; `UsageError` if it is not tracked."""
+        from ltx_reconcile.inventory import image_details
+
+        return image_details(self.snapshot(), name, ArtifactStore(self.paths.objects))
+
+    def remove_images(self, names: Sequence[str], *, lock_timeout_s: float = 0.0) -> Removal:
+        """Forget `names` under the lease, in one transaction; objects and files stay.
+
+        Raises `UsageError` (an untracked name; nothing removed) and `StateLockedError`.
+        Without a state file, every name is untracked, and no file is created.
+        """
+        from ltx_reconcile.inventory import remove_images, require_tracked
+
+        if not self.paths.state.exists():
+            require_tracked(self.snapshot(), names)
+        with self.session(lock_timeout_s=lock_timeout_s, operation="state rm") as session:
+            return remove_images(session.store, names)
+
+    def rename_image(self, old: str, new: str, *, lock_timeout_s: float = 0.0) -> RenamedImage:
+        """Rename image `old` to `new` in the state, under the lease; its file stays put.
+
+        Raises `UsageError` (`old` not tracked, or `new` already is) and `StateLockedError`.
+        """
+        from ltx_reconcile.inventory import rename_image, require_tracked
+
+        if not self.paths.state.exists():
+            require_tracked(self.snapshot(), [old])
+        with self.session(lock_timeout_s=lock_timeout_s, operation="state mv") as session:
+            return rename_image(session.store, old, new)
+
+    def pull_state(self) -> StateDocument:
+        """The whole state (but the lease) as a versioned document, read-only.
+
+        Raises `StateError` when there is no state yet.
+        """
+        from ltx_reconcile.state.transfer import read_document
+
+        document = read_document(self.paths.state)
+        if document is None:
+            raise StateError(
+                f"there is no state at {self.paths.display(self.paths.state)}; nothing to pull",
+                hint="`ltx-reconcile apply` creates it",
+            )
+        return document
+
+    def push_state(
+        self,
+        document: StateDocument,
+        *,
+        source: str,
+        force: bool = False,
+        lock_timeout_s: float = 0.0,
+    ) -> PushResult:
+        """Replace the state by `document` under the lease, in one transaction.
+
+        Raises `StateError` (another lineage, an older serial, dropped journal rows; unless
+        `force`), `UsageError` (a document the schema refuses) and `StateLockedError`.
+        """
+        from ltx_reconcile.state.transfer import push_document
+
+        with self.session(lock_timeout_s=lock_timeout_s, operation="state push") as session:
+            return push_document(session.store, document, source=source, force=force)
+
+    def state_summary(self) -> StateSummary:
+        """The state at a glance (images by status, spend, lineage, serial), read-only."""
+        from ltx_reconcile.inventory import summarise
+        from ltx_reconcile.state.transfer import read_document
+
+        return summarise(read_document(self.paths.state), self.paths.state)
+
+    def read_saved_plan(self, path: Path) -> tuple[Plan, str | None]:
+        """A saved plan, to show, and why it is stale (None while `apply` would take it).
+
+        A stale plan is still returned: showing it is harmless. Raises `UsageError` for a
+        file that is not a saved plan.
+        """
+        from ltx_reconcile.errors import SpecError, StalePlanError
+        from ltx_reconcile.plan.planfile import read_plan
+
+        plan = read_plan(path)
+        try:
+            self.load_plan(path)
+        except StalePlanError as err:
+            return plan, str(err)
+        except SpecError:
+            return plan, "the specs no longer load, so it cannot be applied"
+        return plan, None
 
     @contextlib.contextmanager
     def session(
@@ -257,12 +549,7 @@ class ApplySession:
         token, `ApplyInterruptedError` when stopped hard; one image's failure is reported
         in the summary instead."""
         if plan.blocked:
-            names = ", ".join(c.image for c in plan.blocked)
-            raise UsageError(
-                f"apply refuses blocked changes: {names}",
-                hint="remove `protect: true` from the image, or revert the change that "
-                "would replace or delete it",
-            )
+            raise _refusal(plan.blocked)
         settings = self.workspace.settings
         if settings.token is None:
             raise UsageError(
@@ -273,10 +560,36 @@ class ApplySession:
 
         from ltx_reconcile.events import NullReporter
 
-        specs = {image.name: image for image in self.workspace.validate().images}
-        return asyncio.run(
-            self._run(plan, options, specs, reporter or NullReporter(), handle_signals)
+        loaded = self.workspace.validate()
+        specs = {image.name: image for image in loaded.images}
+        budget = _budget_status(loaded.budget, self.store.spend_since)
+        limit = tightest_limit(options.max_cost, budget)
+        limited = dataclasses.replace(options, max_cost=None if limit is None else limit.credits)
+        summary = asyncio.run(
+            self._run(
+                _without_protect_updates(plan),
+                limited,
+                specs,
+                reporter or NullReporter(),
+                handle_signals,
+            )
         )
+        summary.limit, summary.budget = limit, budget
+        self._record_protect(plan)
+        return summary
+
+    def _record_protect(self, plan: Plan) -> None:
+        """Write the `protect` of each no-op image whose spec changed it: free, one commit."""
+        updates = [c for c in plan.changes if c.protect_update is not None]
+        if not updates:
+            return
+        images = self.store.snapshot().images
+        with self.store.transaction():
+            for change in updates:
+                record = images.get(change.image)
+                if record is not None:
+                    protect = bool(change.protect_update)
+                    self.store.put_image(dataclasses.replace(record, protect=protect))
 
     async def _run(
         self,
@@ -378,6 +691,58 @@ class ApplySession:
                 run.cancel()
                 raise
             await asyncio.sleep(self._lease_ttl_s / 3)
+
+
+def _budget_status(
+    budget: Budget | None, spent_since: Callable[[float], float]
+) -> BudgetStatus | None:
+    """The specs' budget against what the spend ledger recorded so far this UTC day."""
+    if budget is None:
+        return None
+    day, start = utc_day(time.time())
+    spent = spent_since(start) if budget.per_day is not None else 0.0
+    return BudgetStatus(budget.per_apply, budget.per_day, day, spent)
+
+
+def _without_protect_updates(plan: Plan) -> Plan:
+    """`plan` as the executor takes it: a protect update is a state write, not a job."""
+    if not any(c.protect_update is not None for c in plan.changes):
+        return plan
+    changes = tuple(
+        c if c.protect_update is None else c._replace(protect_update=None) for c in plan.changes
+    )
+    return dataclasses.replace(plan, changes=changes)
+
+
+def _refusal(blocked: Sequence[Change]) -> UsageError:
+    """Why apply refuses a plan: each blocked image, and how to lift what blocks it.
+
+    A blocked change without inputs is a delete: the state still records `protect: true`
+    for an image whose spec is gone, and only a spec can lift it.
+    """
+    names = ", ".join(
+        f"{c.image} (protect: true, removed from the specs)" if c.inputs is None else c.image
+        for c in blocked
+    )
+    if all(c.inputs is not None for c in blocked):
+        hint = (
+            "remove `protect: true` from the image, or revert the change that "
+            "would replace or delete it"
+        )
+    else:
+        hint = (
+            "to delete a protected image, put its spec back with `protect: false`, apply, "
+            "then remove it; to replace one, remove `protect: true` or revert the change"
+        )
+    return UsageError(f"apply refuses blocked changes: {names}", hint=hint)
+
+
+def _require_digest(value: str) -> None:
+    if not is_digest(value):
+        raise UsageError(
+            f"{value!r} is not a digest (64 lowercase hex digits)",
+            hint="copy it from `ltx-reconcile gc` or `ltx-reconcile verify`",
+        )
 
 
 async def _account(client: ApiClient, email: str | None, requested: int | None) -> tuple[str, int]:

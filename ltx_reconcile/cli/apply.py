@@ -48,7 +48,8 @@ from ltx_reconcile.events import Reporter
     "--max-cost",
     type=click.IntRange(min=0),
     default=None,
-    help="Stop submitting before this apply's spend would pass N credits (exit 7).",
+    help="Stop submitting before this apply's spend would pass N credits (exit 7); a spec's "
+    "budget (per_apply, per_day) limits it too, and the tightest limit wins.",
 )
 @click.option(
     "--resubmit-unknown",

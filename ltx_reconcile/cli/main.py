@@ -34,6 +34,12 @@ _COMMANDS: Final[Mapping[str, str]] = {
     "force-unlock": "ltx_reconcile.cli.force_unlock:force_unlock",
     "schema": "ltx_reconcile.cli.schema:schema",
     "emulator": "ltx_reconcile.cli.emulator:emulator",
+    "gallery": "ltx_reconcile.cli.gallery:gallery",
+    "import": "ltx_reconcile.cli.import_cmd:import_",
+    "state": "ltx_reconcile.cli.state:state",
+    "show": "ltx_reconcile.cli.show:show",
+    "verify": "ltx_reconcile.cli.verify:verify",
+    "gc": "ltx_reconcile.cli.gc:gc",
 }
 """Each command's name and where it lives (module:attribute), imported only when used."""
 

@@ -9,6 +9,7 @@ import click
 from ltx_reconcile import __version__
 from ltx_reconcile.cli import render
 from ltx_reconcile.cli.app import CliApp
+from ltx_reconcile.cli.markdown import plan_markdown
 from ltx_reconcile.cli.options import (
     open_workspace,
     plan_options,
@@ -38,7 +39,7 @@ from ltx_reconcile.errors import ExitCode
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 with no changes, 2 with changes (1 error, 3 invalid input).",
+    help="Exit 0 with no changes, 2 with changes (1 error, 3 invalid input, 7 over budget).",
 )
 @click.pass_obj
 def plan(
@@ -56,7 +57,8 @@ def plan(
 ) -> int:
     """Show what `apply` would generate, reuse, replace or remove, and what it costs.
 
-    Writes nothing to the state. Example:
+    Writes nothing to the state. Exits 7 when the estimate would pass the specs' budget
+    (per apply, or what is left of the UTC day's), whatever else it exits with. Example:
 
         ltx-reconcile plan --out plan.json && ltx-reconcile apply plan.json
     """
@@ -72,12 +74,14 @@ def plan(
         console.file.write(from_plan(result, tool_version=__version__).model_dump_json(indent=1))
         console.file.write("\n")
     elif output_format == "markdown":
-        console.file.write(render.plan_markdown(result))
+        console.file.write(plan_markdown(result))
     else:
         render.plan(console, result)
         if out is not None:
             console.print(f"\nSaved the plan to {out}. Apply exactly it with:")
             console.print(f"    ltx-reconcile apply {out}")
+    if result.over_budget:
+        return ExitCode.OVER_BUDGET
     if detailed_exitcode and result.has_changes:
         return ExitCode.CHANGES
     return ExitCode.OK

@@ -20,9 +20,9 @@ from ltx_reconcile.workspace import WorkspacePaths
 __all__ = [
     "Console",
     "apply_summary",
+    "budget_lines",
     "error",
     "plan",
-    "plan_markdown",
     "stderr_console",
     "stdout_console",
     "summary_line",
@@ -164,35 +164,67 @@ def plan(console: Console, plan_: Plan) -> None:
     if plan_.skipped:
         console.print(f"[dim]{plan_.skipped} images left out by --target/--exclude.[/]")
     console.print(f"\n[bold]{summary_line(plan_)}[/]")
+    for line in budget_lines(plan_):
+        style = "bold red" if line.startswith("Over budget") else "dim"
+        console.print(f"[{style}]{escape(line)}[/]")
+    if plan_.restorable:
+        count = plan_.restorable
+        objects = "1 stored object is" if count == 1 else f"{count} stored objects are"
+        console.print(
+            f"[yellow]{objects} missing but can be restored at no cost from their output "
+            "files: run `ltx-reconcile verify --repair` before applying.[/]"
+        )
     if plan_.blocked:
         console.print(
             f"[bold red]{len(plan_.blocked)} change(s) are blocked; apply will refuse them.[/]"
         )
 
 
-def plan_markdown(plan_: Plan) -> str:
-    """A plan as a pull-request comment: summary first, details collapsed."""
-    lines = [f"**{summary_line(plan_)}**" if plan_.has_changes else "**No changes.**", ""]
-    flagged = [c for c in plan_.pending if c.action in (Action.BLOCKED, Action.RESUME)]
-    for change in flagged:
-        lines.append(f"> :warning: **{change.image}** ({change.action.value}): {change.reason}")
-    if flagged:
-        lines.append("")
-    if plan_.pending:
-        lines += [
-            "<details><summary>Changes</summary>",
-            "",
-            "| | image | action | model | cost | why |",
-            "|---|---|---|---|---|---|",
-        ]
-        for change in plan_.pending:
-            why = change.reason.replace("|", "\\|")
-            lines.append(
-                f"| `{SYMBOLS[change.action].strip() or '·'}` | `{change.image}` | "
-                f"{change.action.value} | {change.model or ''} | {change.cost} | {why} |"
-            )
-        lines += ["", "</details>", ""]
-    return "\n".join(lines)
+def _credits(amount: float) -> str:
+    return f"{amount:.0f}" if amount == int(amount) else f"{amount:.2f}"
+
+
+def budget_lines(plan_: Plan) -> list[str]:
+    """The estimate against the specs' budget, a line per limit, then a verdict when over.
+
+    Plain text (no markup), for the terminal and for the pull-request comment alike.
+    """
+    budget = plan_.budget
+    if budget is None:
+        return []
+    cost, over = plan_.total_cost, plan_.over_budget
+    lines = []
+    if budget.per_apply is not None:
+        excess = f" (over by {cost - budget.per_apply})" if "budget.per_apply" in over else ""
+        lines.append(f"Budget per apply: {cost} of {budget.per_apply} credits{excess}.")
+    if budget.per_day is not None:
+        total = budget.spent_today + cost
+        excess = (
+            f" (over by {_credits(total - budget.per_day)})" if "budget.per_day" in over else ""
+        )
+        lines.append(
+            f"Budget per day ({budget.day} UTC): {_credits(budget.spent_today)} spent today "
+            f"+ {cost} planned = {_credits(total)} of {budget.per_day} credits{excess}."
+        )
+    if over:
+        lines.append(
+            f"Over budget ({', '.join(over)}): apply would submit only what fits and stop there."
+        )
+    return lines
+
+
+def _stopped_by(summary: ApplySummary) -> str:
+    limit, budget = summary.limit, summary.budget
+    assert limit is not None  # noqa: S101 - only called with a limit
+    if limit.source == "--max-cost":
+        return f"Stopped by --max-cost {limit.credits}."
+    if limit.source == "budget.per_apply":
+        return f"Stopped by budget.per_apply: {limit.credits} credits per apply."
+    assert budget is not None  # noqa: S101 - a per_day limit comes from a budget
+    return (
+        f"Stopped by budget.per_day: {budget.per_day} credits on {budget.day} (UTC), "
+        f"{_credits(budget.spent_today)} of them spent before this apply."
+    )
 
 
 def apply_summary(console: Console, summary: ApplySummary, paths: WorkspacePaths) -> None:
@@ -214,6 +246,8 @@ def apply_summary(console: Console, summary: ApplySummary, paths: WorkspacePaths
         count = len(summary.over_budget)
         images = "1 image was" if count == 1 else f"{count} images were"
         console.print(f"  [yellow]{images} not submitted: the budget was reached.[/]")
+        if summary.limit is not None:
+            console.print(f"  [yellow]{escape(_stopped_by(summary))}[/]")
     for path in summary.outputs_kept:
         console.print(f"  [yellow]kept[/] {escape(path)}: changed by someone else, not overwritten")
     if summary.interrupted:

@@ -3,7 +3,8 @@
 This is a boundary, so it is pydantic with `extra="forbid"`: a saved plan written by another
 format version, or edited by hand into something else, is refused rather than guessed at.
 The format is documented in docs/plan-format.md; `FORMAT_VERSION` changes whenever a field's
-meaning does.
+meaning does. Fields added since (`budget`, `protect_update`) have defaults, so a document
+written before them still reads, with the same meaning.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ltx_reconcile.apply_result import BudgetStatus
 from ltx_reconcile.plan.model import Action, Change, FieldChange, Plan
 
 __all__ = ["FORMAT_VERSION", "ChangeDocument", "PlanDocument", "from_plan", "to_plan"]
@@ -51,6 +53,7 @@ class ChangeDocument(_Frozen):
     reuse_of: str | None = None
     depends_on: str | None = None
     seed_derived: bool = False
+    protect_update: bool | None = None
 
 
 class CostDocument(_Frozen):
@@ -58,6 +61,19 @@ class CostDocument(_Frozen):
 
     total: int
     by_model: dict[str, int]
+
+
+class BudgetDocument(_Frozen):
+    """The specs' budget against the plan's estimate and the UTC day's spend so far."""
+
+    per_apply: int | None
+    per_day: int | None
+    day: str
+    spent_today: float
+    left_today: int | None
+    """Informational (`per_day` minus `spent_today`, floored, never negative); not read."""
+    over: list[str]
+    """The limits the estimate passes: `budget.per_apply`, `budget.per_day`; informational."""
 
 
 class PlanDocument(_Frozen):
@@ -72,6 +88,8 @@ class PlanDocument(_Frozen):
     summary: dict[str, int]
     """How many images each action applies to (no-op included), plus `skipped`."""
     cost: CostDocument
+    budget: BudgetDocument | None = None
+    """None when the specs set no budget."""
     changes: list[ChangeDocument]
 
 
@@ -94,6 +112,21 @@ def _change_document(change: Change) -> ChangeDocument:
         reuse_of=change.reuse_of,
         depends_on=change.depends_on,
         seed_derived=change.seed_derived,
+        protect_update=change.protect_update,
+    )
+
+
+def _budget_document(plan: Plan) -> BudgetDocument | None:
+    budget = plan.budget
+    if budget is None:
+        return None
+    return BudgetDocument(
+        per_apply=budget.per_apply,
+        per_day=budget.per_day,
+        day=budget.day,
+        spent_today=budget.spent_today,
+        left_today=budget.left_today,
+        over=list(plan.over_budget),
     )
 
 
@@ -110,6 +143,7 @@ def from_plan(plan: Plan, *, tool_version: str) -> PlanDocument:
         options={k: list(v) for k, v in plan.options.items()},  # type: ignore[call-overload]
         summary=summary,
         cost=CostDocument(total=plan.total_cost, by_model=dict(plan.cost_by_model)),
+        budget=_budget_document(plan),
         changes=[_change_document(c) for c in plan.changes],
     )
 
@@ -135,9 +169,11 @@ def to_plan(document: PlanDocument) -> Plan:
             reuse_of=c.reuse_of,
             depends_on=c.depends_on,
             seed_derived=c.seed_derived,
+            protect_update=c.protect_update,
         )
         for c in document.changes
     )
+    budget = document.budget
     return Plan(
         lineage=document.lineage,
         serial=document.serial,
@@ -145,4 +181,7 @@ def to_plan(document: PlanDocument) -> Plan:
         changes=changes,
         skipped=document.summary.get("skipped", 0),
         options=document.options,
+        budget=None
+        if budget is None
+        else BudgetStatus(budget.per_apply, budget.per_day, budget.day, budget.spent_today),
     )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, NamedTuple
 
+from ltx_reconcile.apply_result import BudgetStatus, LimitSource
+
 __all__ = [
     "COSTED_ACTIONS",
     "SYMBOLS",
@@ -102,6 +104,9 @@ class Change(NamedTuple):
     depends_on: str | None = None
     """The image this one's reference names, when that image is generated in this apply."""
     seed_derived: bool = False
+    protect_update: bool | None = None
+    """For a no-op whose spec's `protect` differs from the state's: the value apply records
+    (free, no generation). None otherwise: other actions record the spec's value anyway."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +122,26 @@ class Plan:
     """Images left out by --target/--exclude."""
     options: Mapping[str, object] = field(default_factory=dict)
     """The options the plan was made with (targets, excludes, replace), for saved plans."""
+    budget: BudgetStatus | None = None
+    """The specs' budget and the day's spend so far; None when the specs set no budget."""
+    restorable: int = 0
+    """Objects refetches would pay for that `verify --repair` restores free from output
+    files; counted by the workspace, which reads files (the planner reads none)."""
 
     @property
     def pending(self) -> tuple[Change, ...]:
-        """The changes that make apply do something."""
-        return tuple(c for c in self.changes if c.action is not Action.NOOP)
+        """The changes that make apply do something (a protect update included)."""
+        return tuple(c for c in self.changes if _is_pending(c))
 
     @property
     def has_changes(self) -> bool:
         """True when apply would do anything at all."""
-        return any(c.action is not Action.NOOP for c in self.changes)
+        return any(_is_pending(c) for c in self.changes)
+
+    @property
+    def over_budget(self) -> tuple[LimitSource, ...]:
+        """The budget limits the estimated cost would pass (empty: within budget, or none)."""
+        return () if self.budget is None else self.budget.passed_by(self.total_cost)
 
     @property
     def counts(self) -> Mapping[Action, int]:
@@ -151,3 +166,7 @@ class Plan:
     def blocked(self) -> tuple[Change, ...]:
         """Changes apply will refuse."""
         return tuple(c for c in self.changes if c.action is Action.BLOCKED)
+
+
+def _is_pending(change: Change) -> bool:
+    return change.action is not Action.NOOP or change.protect_update is not None

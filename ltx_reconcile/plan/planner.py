@@ -8,7 +8,9 @@ Decision order for one image, first match wins (docs/architecture.md explains ea
 forced replace; key unknown (its reference is generated in this apply); up to date;
 same key already generated earlier in this plan; open paid job; stored artifact for the
 key (move or reuse); recorded artifact missing (refetch); key changed (replace, or
-blocked when protected); otherwise create.
+blocked when protected); otherwise create. A no-op whose `protect` differs from the
+state's carries a protect update; a delete of an image the state records as protected is
+blocked: its spec, which alone could lift the protection, is gone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 
+from ltx_reconcile.apply_result import BudgetStatus
 from ltx_reconcile.keys import image_key
 from ltx_reconcile.plan.model import COSTED_ACTIONS, Action, Change, FieldChange, Plan
 from ltx_reconcile.spec.image import ImageSpec
@@ -221,6 +224,12 @@ class _Planner:
         changed: tuple[FieldChange, ...] = ()
         if record is not None and action in (Action.REPLACE, Action.BLOCKED):
             changed = _changed_fields(record.inputs, inputs)
+        protect_update = None
+        if action is Action.NOOP and record is not None and record.protect != image.protect:
+            # Metadata only: apply rewrites the state row, so a later delete sees the setting.
+            protect_update = image.protect
+            reason = f"up to date; apply records protect: {str(image.protect).lower()} (free)"
+            changed = (FieldChange("protect", record.protect, image.protect),)
         return Change(
             image=image.name,
             action=action,
@@ -239,6 +248,7 @@ class _Planner:
             reuse_of=decision.reuse_of,
             depends_on=waits_for,
             seed_derived=image.seed_derived,
+            protect_update=protect_update,
         )
 
     def _decide(
@@ -311,10 +321,19 @@ class _Planner:
         return digest is not None and digest not in self.missing
 
     def _delete(self, record: ImageRecord) -> Change:
+        if record.protect:
+            action = Action.BLOCKED
+            reason = (
+                "protected (protect: true in the state), but it would be deleted: "
+                f"{record.name} is no longer in the specs"
+            )
+        else:
+            action = Action.DELETE
+            reason = "no longer in the specs; the stored object stays until gc"
         return Change(
             image=record.name,
-            action=Action.DELETE,
-            reason="no longer in the specs; the stored object stays until gc",
+            action=action,
+            reason=reason,
             key=None,
             old_key=record.key,
             old_inputs=record.inputs,
@@ -389,11 +408,13 @@ def make_plan(
     file_digests: Mapping[Path, str],
     missing_objects: Set[str],
     options: PlanOptions | None = None,
+    budget: BudgetStatus | None = None,
 ) -> Plan:
     """Plan every image of the specs against the state.
 
     `file_digests` maps each local reference file (as the spec resolved it) to the sha256
-    of its bytes; `missing_objects` holds the recorded digests absent from the store.
+    of its bytes; `missing_objects` holds the recorded digests absent from the store;
+    `budget` (the specs' budget and the day's spend so far) travels with the plan.
     """
     options = options or PlanOptions()
     planner = _Planner(images, snapshot, file_digests, missing_objects, options)
@@ -407,4 +428,5 @@ def make_plan(
         changes=kept,
         skipped=len(changes) - len(kept),
         options=options.as_dict(),
+        budget=budget,
     )

@@ -38,7 +38,7 @@ Row = tuple[Any, ...]
 
 IMAGE_COLUMNS: Final = (
     "name, key, digest, output, status, inputs, "
-    "output_size, output_mtime_ns, output_inode, updated_at"
+    "output_size, output_mtime_ns, output_inode, updated_at, protect"
 )
 ARTIFACT_COLUMNS: Final = (
     "digest, key, size, mime, width, height, job_id, model, email, cost, created_at, "
@@ -56,13 +56,19 @@ LEASE_COLUMNS: Final = (
 def image_from_row(row: Row) -> ImageRecord:
     """Decode a row selected with IMAGE_COLUMNS."""
     stat = None if row[6] is None else OutputStat(row[6], row[7], row[8])
-    return ImageRecord(row[0], row[1], row[2], row[3], row[4], JsonObject(row[5]), stat, row[9])
+    return ImageRecord(
+        row[0], row[1], row[2], row[3], row[4], JsonObject(row[5]), stat, row[9], bool(row[10])
+    )
 
 
 def image_to_row(record: ImageRecord) -> dict[str, object]:
-    """Encode for insertion; keys are the column names."""
+    """Encode for insertion; keys are the column names.
+
+    `protect` is left out when false: rows are written with INSERT OR REPLACE, so the
+    column's DEFAULT 0 applies, and a file still at schema 1 (no such column) stays writable.
+    """
     stat = record.output_stat
-    return {
+    row: dict[str, object] = {
         "name": record.name,
         "key": record.key,
         "digest": record.digest,
@@ -74,6 +80,9 @@ def image_to_row(record: ImageRecord) -> dict[str, object]:
         "output_inode": None if stat is None else stat.inode,
         "updated_at": record.updated_at,
     }
+    if record.protect:
+        row["protect"] = 1
+    return row
 
 
 def artifact_from_row(row: Row) -> ArtifactRecord:

@@ -29,6 +29,7 @@ __all__ = [
     "JsonObject",
     "Lease",
     "OutputStat",
+    "Pin",
     "SpendKind",
     "StateSnapshot",
     "Upload",
@@ -137,6 +138,9 @@ class ImageRecord:
     """The generation inputs as JSON, so a plan can show `old -> new` for each field."""
     output_stat: OutputStat | None
     updated_at: float
+    protect: bool = False
+    """The spec's `protect` when apply last wrote this row: it still blocks a delete once
+    the spec that set it is gone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +198,15 @@ class Upload:
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """A stored object `gc` keeps although no image uses it (`ltx-reconcile gc --pin`)."""
+
+    digest: str
+    note: str
+    pinned_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """Who holds the state's write lease, and until when."""
 
@@ -227,3 +240,5 @@ class StateSnapshot:
     """Journal entries that are submitting, submitted, completed or unknown, by key."""
     uploads: Mapping[tuple[str, str], str] = field(default_factory=dict)
     """(digest, email) -> the API's fileId."""
+    pins: Mapping[str, Pin] = field(default_factory=dict)
+    """Objects kept by `gc` although no image uses them, by digest."""

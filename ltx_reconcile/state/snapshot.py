@@ -32,11 +32,18 @@ from ltx_reconcile.state.records import (
     OPEN_JOURNAL_STATES,
     ArtifactRecord,
     JournalEntry,
+    Pin,
     StateSnapshot,
 )
 from ltx_reconcile.state.schema import SCHEMA_VERSION, verify_schema
 
-__all__ = ["load_snapshot", "open_snapshot", "read_snapshot"]
+__all__ = [
+    "load_snapshot",
+    "open_snapshot",
+    "read_latest_attempts",
+    "read_snapshot",
+    "read_spend_since",
+]
 
 _R = TypeVar("_R")
 
@@ -151,6 +158,10 @@ def _load_tables(
         (digest, email): file_id
         for digest, email, file_id in conn.execute("SELECT digest, email, file_id FROM uploads")
     }
+    pins = {
+        digest: Pin(digest, note, pinned_at)
+        for digest, note, pinned_at in conn.execute("SELECT digest, note, pinned_at FROM pins")
+    }
     return StateSnapshot(
         path=path,
         lineage=lineage,
@@ -160,6 +171,7 @@ def _load_tables(
         artifacts=artifacts,
         open_jobs=_load_open_jobs(conn),
         uploads=uploads,
+        pins=pins,
     )
 
 
@@ -295,3 +307,48 @@ def _load_open_jobs(conn: sqlite3.Connection) -> dict[str, tuple[JournalEntry, .
         entry = journal_entry_from_row(row)
         grouped[entry.key].append(entry)
     return {key: tuple(entries) for key, entries in grouped.items()}
+
+
+def read_latest_attempts(path: Path) -> dict[str, JournalEntry]:
+    """Each image's newest journal entry, by image address (the gallery's `failed` status).
+
+    An image whose last attempt failed has no image row, so only the journal knows. A
+    missing state reads as no attempts. Raises like `read_snapshot`.
+    """
+    if not path.exists():
+        return {}
+    sql = (
+        f"SELECT {JOURNAL_COLUMNS} FROM journal "  # noqa: S608 (constant)
+        "WHERE id IN (SELECT MAX(id) FROM journal GROUP BY image)"
+    )
+    try:
+        conn = _connect_for_reading(path)
+        try:
+            if verify_schema(conn, path, SCHEMA_VERSION) == 0:
+                return {}
+            return {row[2]: journal_entry_from_row(row) for row in conn.execute(sql)}
+        finally:
+            conn.close()
+    except sqlite3.Error as err:
+        raise StateError(f"cannot read state {path}: {err}") from err
+
+
+def read_spend_since(path: Path, since: float) -> float:
+    """Credits the spend ledger recorded from `since` (epoch seconds) on, refunds deducted.
+
+    What `StateStore.spend_since` answers, for `plan`'s budget figures, which must not open
+    the state for writing. A missing state has spent nothing. Raises like `read_snapshot`.
+    """
+    if not path.exists():
+        return 0.0
+    sql = "SELECT TOTAL(amount) FROM spend WHERE recorded_at >= ?"
+    try:
+        conn = _connect_for_reading(path)
+        try:
+            if verify_schema(conn, path, SCHEMA_VERSION) == 0:
+                return 0.0
+            return float(conn.execute(sql, (since,)).fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as err:
+        raise StateError(f"cannot read state {path}: {err}") from err

@@ -229,6 +229,23 @@ class StateStore:
             self._db.table("uploads").insert(row, replace=True)
             self._mark_changed()
 
+    def pin(self, digest: str, note: str) -> bool:
+        """Keep the object `digest` through `gc`; False, changing nothing, if already pinned."""
+        with self.transaction():
+            return (
+                self._write(
+                    "INSERT INTO pins (digest, note, pinned_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (digest) DO NOTHING",
+                    (digest, note, self._clock()),
+                )
+                > 0
+            )
+
+    def unpin(self, digest: str) -> bool:
+        """Let `gc` collect the object `digest` again; False if it was not pinned."""
+        with self.transaction():
+            return self._write("DELETE FROM pins WHERE digest = ?", (digest,)) > 0
+
     def record_spend(
         self, job_id: str, key: str, image: str, model: str, amount: float, kind: SpendKind
     ) -> bool:

@@ -281,11 +281,16 @@ def test_giving_a_protected_image_the_inputs_of_a_stored_artifact_is_blocked(app
     ]
 
 
-def test_removing_a_protected_image_from_the_specs_deletes_it(applied):
-    """protect leaves with the spec (docs/spec-format.md): the state does not record it."""
+def test_removing_a_protected_image_from_the_specs_is_blocked(applied):
+    """The state records protect (docs/spec-format.md), so the delete is blocked too."""
     applied.specs(without(CAST, "villain"))
     villain = applied.changes()["villain"]
-    assert (villain.action, villain.cost) == (Action.DELETE, 0)
+    assert (villain.action, villain.cost, villain.reason) == (
+        Action.BLOCKED,
+        0,
+        "protected (protect: true in the state), but it would be deleted: "
+        "villain is no longer in the specs",
+    )
 
 
 def test_replace_flag_plans_a_costed_new_attempt_at_the_same_key(applied):

@@ -1,4 +1,4 @@
-"""The machine-readable plan: `plan --json` (the versioned document) and `--format markdown`."""
+"""The machine-readable plan: `plan --json`, the versioned document (markdown: test_markdown.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from ltx_reconcile import __version__
 from ltx_reconcile.errors import ExitCode
 from ltx_reconcile.plan.document import FORMAT_VERSION, PlanDocument, from_plan, to_plan
-from tests.plan.project import ORIGINAL, lines
 
 
 def test_plan_json_is_a_plan_document_with_reasons_inputs_and_costs(edited, capsys):
@@ -98,49 +97,3 @@ def test_the_plan_document_refuses_fields_it_does_not_know(edited):
     assert [(e["loc"], e["msg"]) for e in caught.value.errors()] == [
         (("changes", 0, "colour"), "Extra inputs are not permitted")
     ]
-
-
-def test_plan_markdown_puts_the_summary_first_and_the_changes_in_details(edited, capsys):
-    """A pull-request comment: bold summary line, then a collapsed table of changes."""
-    capsys.readouterr()
-    assert edited.run("plan", "--format", "markdown") == ExitCode.OK
-    assert capsys.readouterr().out == lines(
-        """
-        **Plan: 1 to create, 1 to replace, 1 to delete. Estimated cost: 56 credits (flux 56).**
-
-        <details><summary>Changes</summary>
-
-        | | image | action | model | cost | why |
-        |---|---|---|---|---|---|
-        | `-/+` | `hero` | replace | flux | 28 | generation inputs changed |
-        | `+` | `squire` | create | flux | 28 | new image |
-        | `-` | `castle` | delete |  | 0 | no longer in the specs; the stored object stays until gc |
-
-        </details>
-        """
-    )
-
-
-def test_plan_markdown_warns_about_blocked_changes_above_the_table(edited, capsys):
-    """Blocked changes are the one thing a reviewer must not miss: a warning line each."""
-    edited.specs(edited.root.joinpath("specs/a.yaml").read_text().replace("red", "green"))
-    capsys.readouterr()
-    assert edited.run("plan", "--format", "markdown") == ExitCode.OK
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == (
-        "**Plan: 1 to create, 1 to replace, 1 to delete, 1 blocked. "
-        "Estimated cost: 56 credits (flux 56).**"
-    )
-    assert out[2] == (
-        "> :warning: **villain** (blocked): protected (protect: true), but it would be "
-        "replaced: generation inputs changed"
-    )
-    assert out[4] == "<details><summary>Changes</summary>"
-
-
-def test_plan_markdown_of_an_up_to_date_project_says_no_changes(applied, capsys):
-    """No table, no details: one line."""
-    project = applied(ORIGINAL)
-    capsys.readouterr()
-    assert project.run("plan", "--format", "markdown") == ExitCode.OK
-    assert capsys.readouterr().out == "**No changes.**\n"
