@@ -8,6 +8,7 @@ tell pictures apart: each shows its model, seed and the start of its prompt.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -58,7 +59,9 @@ def render_png(spec: ImageSpec) -> bytes:
         info.add_itxt(key, value)
     info.add_itxt("seed", str(spec.seed))
     out = io.BytesIO()
-    image.save(out, format="PNG", pnginfo=info, optimize=False, compress_level=6)
+    # Level 1: a third of the encoding time of level 6, for files about 1.7 times larger
+    # (30 KB); an apply of 1,000 images spent most of the emulator's CPU here.
+    image.save(out, format="PNG", pnginfo=info, optimize=False, compress_level=1)
     return out.getvalue()
 
 
@@ -89,10 +92,17 @@ def render_placeholder(label: str) -> bytes:
 def _background(rng: random.Random, width: int, height: int) -> Image.Image:
     top = tuple(rng.randrange(256) for _ in range(3))
     bottom = tuple(rng.randrange(256) for _ in range(3))
-    mask = Image.linear_gradient("L").resize((width, height))
     return Image.composite(
-        Image.new("RGB", (width, height), bottom), Image.new("RGB", (width, height), top), mask
+        Image.new("RGB", (width, height), bottom),
+        Image.new("RGB", (width, height), top),
+        _gradient(width, height),
     )
+
+
+@functools.cache
+def _gradient(width: int, height: int) -> Image.Image:
+    """The top-to-bottom blend mask of one picture size; the same for every picture."""
+    return Image.linear_gradient("L").resize((width, height))
 
 
 def _shapes(draw: ImageDraw.ImageDraw, rng: random.Random, width: int, height: int) -> None:
