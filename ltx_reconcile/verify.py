@@ -414,7 +414,7 @@ def _repair_output(
         # A file appeared at the name since the report: the user's, kept.
         left = dataclasses.replace(finding, problem=Problem.MODIFIED, remedy=Remedy.KEEP)
         return removed, left, None
-    updated = dataclasses.replace(record, output_stat=result.stat, updated_at=time.time())
+    updated = record._replace(output_stat=result.stat, updated_at=time.time())
     return Repair(finding, Done.RESTORED), None, updated
 
 

@@ -589,7 +589,7 @@ class ApplySession:
                 record = images.get(change.image)
                 if record is not None:
                     protect = bool(change.protect_update)
-                    self.store.put_image(dataclasses.replace(record, protect=protect))
+                    self.store.put_image(record._replace(protect=protect))
 
     async def _run(
         self,

@@ -9,7 +9,6 @@ import click
 from ltx_reconcile import __version__
 from ltx_reconcile.cli import render
 from ltx_reconcile.cli.app import CliApp
-from ltx_reconcile.cli.markdown import plan_markdown
 from ltx_reconcile.cli.options import (
     open_workspace,
     plan_options,
@@ -74,6 +73,8 @@ def plan(
         console.file.write(from_plan(result, tool_version=__version__).model_dump_json(indent=1))
         console.file.write("\n")
     elif output_format == "markdown":
+        from ltx_reconcile.cli.markdown import plan_markdown  # only for this format
+
         console.file.write(plan_markdown(result))
     else:
         render.plan(console, result)

@@ -212,7 +212,7 @@ class _Planner:
         record = self.snapshot.images.get(image.name)
         if record is not None and key == record.key:
             key = record.key  # the state's equal string: one copy per image in memory, not two
-        forced = _matches(image.name, self.options.replace)
+        forced = bool(self.options.replace) and _matches(image.name, self.options.replace)
         decision = self._decide(key, record, waits_for, forced=forced)
         action, reason = decision.action, decision.reason
         if image.protect and _replaces(action, key, record, forced=forced):

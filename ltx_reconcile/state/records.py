@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, get_args
+from typing import Final, Literal, NamedTuple, get_args
 
 __all__ = [
     "ARTIFACT_SOURCES",
@@ -123,9 +123,12 @@ class OutputStat:
         return cls(size=stat.st_size, mtime_ns=stat.st_mtime_ns, inode=stat.st_ino)
 
 
-@dataclass(frozen=True, slots=True)
-class ImageRecord:
-    """One image address the state tracks: its key, its artifact and its named output."""
+class ImageRecord(NamedTuple):
+    """One image address the state tracks: its key, its artifact and its named output.
+
+    A `NamedTuple`, not a frozen dataclass: a plan decodes one per tracked image, and the
+    dataclass's field-by-field `object.__setattr__` made that the planner's largest cost.
+    """
 
     name: str
     key: str

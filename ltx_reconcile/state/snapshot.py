@@ -15,7 +15,7 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 from urllib.parse import quote
 
 from ltx_reconcile.errors import StateError
@@ -218,10 +218,20 @@ class _LazyRecords(Mapping[str, _R]):
         self._decode = decode
 
     def __getitem__(self, name: str) -> _R:
-        value = self._values[name]
-        if isinstance(value, tuple):
-            value = self._values[name] = self._decode(value)
-        return value
+        return self._decoded(name, self._values[name])
+
+    def get(self, name: str, default: _R | None = None) -> _R | None:  # type: ignore[override]
+        # Mapping.get goes through __getitem__ and a KeyError per miss: the planner asks
+        # once per image, so this is on its hot path.
+        value = self._values.get(name)
+        return default if value is None else self._decoded(name, value)
+
+    def _decoded(self, name: str, value: Row | _R) -> _R:
+        # A raw row is exactly a tuple; a decoded record may be a tuple subclass.
+        if type(value) is not tuple:
+            return cast(_R, value)
+        record = self._values[name] = self._decode(value)
+        return record
 
     def __contains__(self, name: object) -> bool:
         return name in self._values

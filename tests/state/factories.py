@@ -19,7 +19,7 @@ def make_image(name: str = "hero", **changes: object) -> ImageRecord:
         output_stat=None,
         updated_at=1_700_000_000.0,
     )
-    return replace(record, **changes)  # type: ignore[arg-type]
+    return record._replace(**changes)  # type: ignore[arg-type]
 
 
 def make_artifact(digest: str = "ab" * 32, **changes: object) -> ArtifactRecord:

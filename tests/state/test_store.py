@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -165,7 +164,7 @@ def test_renaming_an_image_keeps_everything_but_its_name(store):
     store.rename_image("old", "new")
     images = store.snapshot().images
     assert set(images) == {"new"}
-    assert images["new"] == replace(present_image("old", "ab" * 32), name="new")
+    assert images["new"] == present_image("old", "ab" * 32)._replace(name="new")
 
 
 def test_renaming_onto_a_tracked_name_or_from_an_untracked_one_is_refused(store, state_path):
