@@ -64,9 +64,11 @@ class Watch:
 class JobWatcher:
     """Follows jobs until they finish; run `run()` as a background task."""
 
-    def __init__(self, client: ApiClient, *, interval_s: float) -> None:
+    def __init__(self, client: ApiClient, *, interval_s: float, pace: bool = True) -> None:
+        """`pace=False` lists every interval, whatever the jobs have shown (a baseline)."""
         self._client = client
         self._interval_s = interval_s
+        self._pace = pace
         self._watches: dict[str, Watch] = {}
         self._wakeup = asyncio.Event()
         self._checks: dict[str, asyncio.Task[None]] = {}
@@ -110,7 +112,7 @@ class JobWatcher:
         """When to start the next tick: one interval after the last, or, while no watched
         job can be done yet by the recent jobs' run times, when the first of them could."""
         soonest = last_started + self._interval_s
-        if len(self._run_times) < PACING_MIN_SAMPLES or not self._watches:
+        if not self._pace or len(self._run_times) < PACING_MIN_SAMPLES or not self._watches:
             return soonest
         # A low quantile, not the mean: a job found late costs a slot's idle time, a
         # listing found early costs one request.
