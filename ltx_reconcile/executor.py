@@ -308,11 +308,7 @@ class Executor:
             )
         # The user chose to pay again: the unknown attempts stay on record, closed, so the
         # journal takes the new attempt's intent (a key has at most one open entry).
-        for entry in await self._db(self._journal.entries_for, change.key):
-            if entry.state == "unknown":
-                await self._db(
-                    self._journal.mark_abandoned, entry.id, "sent again under --resubmit-unknown"
-                )
+        await self._db(self._abandon_unknown, change.key)
         return await self._generate(spec, change)
 
     async def _generate(self, spec: ImageSpec, change: Change) -> str:
@@ -341,6 +337,15 @@ class Executor:
         await self._finish(spec, change, key, digest, reference_digest)
         self.summary.generated.append(spec.name)
         return digest
+
+    def _abandon_unknown(self, key: str) -> None:
+        """Close `key`'s unknown entries, reading and writing in one call on the state
+        thread: two images of one key resume side by side, and a read before an await and a
+        write after it would let both close the same entry."""
+        with self._store.transaction():
+            for entry in self._journal.entries_for(key):
+                if entry.state == "unknown":
+                    self._journal.mark_abandoned(entry.id, "sent again under --resubmit-unknown")
 
     async def _has_unknown(self, key: str) -> bool:
         entries = await self._db(self._journal.entries_for, key)

@@ -11,7 +11,7 @@ from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
 from ltx_reconcile.errors import ExitCode
 from testing.emulator import auth_headers, fetch, wait_until
 from testing.workspace import CANARY_TOKEN, CliWorkspace, crash_test_config
-from tests.apply.specs import TWO_IMAGES
+from tests.apply.specs import ONE_IMAGE, TWO_IMAGES
 
 
 def test_creates_refused_with_429_are_sent_again_under_new_attempts_and_paid_once(
@@ -73,6 +73,35 @@ def test_a_lost_create_that_made_no_job_is_unknown_until_resubmitted_by_the_user
     assert len(emulator.charges()) == 2
     assert workspace.output_problems() == []
     assert sorted(row.state for row in workspace.journal()) == ["abandoned", "fetched", "fetched"]
+
+
+def test_two_images_of_one_unknown_key_are_resubmitted_once_and_paid_once(
+    workspace: CliWorkspace, emulator: RunningEmulator
+) -> None:
+    """Two images with the same inputs both resume the key whose create was lost; with
+    --resubmit-unknown its unknown entry is closed once (the two resumes run side by side:
+    a read and a write split by an await let both close it, and apply stopped with a state
+    error) and the key is paid for once."""
+    workspace.specs(ONE_IMAGE)
+    emulator.set_faults(
+        FaultConfig(
+            rules=(
+                FaultRule(
+                    FaultKind.STATUS_BEFORE_ACCEPT, endpoint="images/create", status=503, times=1
+                ),
+            )
+        )
+    )
+    assert workspace.apply().returncode == ExitCode.PARTIAL
+    workspace.specs(ONE_IMAGE + ONE_IMAGE.split("images:\n")[1].replace("cat:", "twin:"))
+
+    resubmitted = workspace.apply("--resubmit-unknown")
+
+    assert resubmitted.returncode == ExitCode.OK, resubmitted.stderr
+    assert len(emulator.charges()) == 1
+    assert sorted(row.state for row in workspace.journal()) == ["abandoned", "fetched"]
+    assert workspace.output_bytes("cat") == workspace.output_bytes("twin")
+    assert workspace.output_problems() == []
 
 
 def test_a_paid_job_that_fails_after_a_crash_is_reported_failed_not_unknown(
