@@ -19,8 +19,9 @@ def test_a_second_apply_waits_with_lock_timeout_or_exits_4_naming_the_holder(
     """While one apply runs, another with no --lock-timeout exits 4 naming the holder, and
     one with --lock-timeout waits for it, then finds nothing left to do."""
     workspace.specs(THREE_IMAGES)
-    # Each artifact is held back 2.5 s after its job completes: the holder keeps the lease.
-    emulator.set_faults(FaultConfig(rules=(FaultRule(FaultKind.LAG_WINDOW, delay_s=2.5, times=3),)))
+    # Each artifact is held back 6 s after its job completes: the holder keeps the lease
+    # while the refused apply starts, plans and asks, even on a heavily loaded machine.
+    emulator.set_faults(FaultConfig(rules=(FaultRule(FaultKind.LAG_WINDOW, delay_s=6, times=3),)))
     holder = workspace.spawn_apply()
     emulator.wait_for_charges(3)
     waiter = workspace.spawn_apply("--lock-timeout", "30")
