@@ -33,7 +33,7 @@ from typing import Final
 from ltx_reconcile.api.client import ApiClient
 from ltx_reconcile.api.model import CreateImageRequest, JobState, JobStatus
 from ltx_reconcile.apply_result import ApplyOptions, ApplySummary
-from ltx_reconcile.artifacts import ArtifactStore, ImageInfo, StoredObject, image_info
+from ltx_reconcile.artifacts import ImageInfo, StoredObject, image_info
 from ltx_reconcile.errors import (
     ApiError,
     DownloadError,
@@ -75,6 +75,7 @@ from ltx_reconcile.state.records import (
 )
 from ltx_reconcile.state.store import StateStore
 from ltx_reconcile.state.worker import StateWorker
+from ltx_reconcile.store_protocol import ArtifactStoreProtocol
 from ltx_reconcile.watcher import JobWatcher
 
 __all__ = ["Executor"]
@@ -118,7 +119,7 @@ class Executor:
         store: StateStore,
         journal: Journal,
         worker: StateWorker,
-        artifacts: ArtifactStore,
+        artifacts: ArtifactStoreProtocol,
         root: Path,
         specs: Mapping[str, ImageSpec],
         email: str,

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ltx_reconcile.artifacts import ArtifactStore
 from ltx_reconcile.errors import StateError
 from ltx_reconcile.state.records import StateSnapshot
+from ltx_reconcile.store_protocol import ArtifactStoreProtocol
 
 __all__ = ["Garbage", "GcReport", "KeptBecause", "Roots", "collect", "find_garbage", "find_roots"]
 
@@ -114,7 +114,7 @@ class GcReport:
         return sum(g.credits or 0 for g in self.garbage)
 
 
-def find_garbage(snapshot: StateSnapshot, store: ArtifactStore) -> GcReport:
+def find_garbage(snapshot: StateSnapshot, store: ArtifactStoreProtocol) -> GcReport:
     """Every object in `store` that no root of `snapshot` keeps, by digest; deletes nothing.
 
     Raises `StateError` when the store cannot be read.
@@ -144,7 +144,7 @@ def find_garbage(snapshot: StateSnapshot, store: ArtifactStore) -> GcReport:
     return GcReport(tuple(garbage), ordered)
 
 
-def collect(report: GcReport, store: ArtifactStore) -> GcReport:
+def collect(report: GcReport, store: ArtifactStoreProtocol) -> GcReport:
     """Delete the garbage of `report` from `store`; the report of what was deleted.
 
     Call it with a report made under the same lease: an apply in between could have given

@@ -28,7 +28,7 @@ from typing import Final
 
 from ltx_reconcile.api.client import ApiClient
 from ltx_reconcile.api.model import JobStatus
-from ltx_reconcile.artifacts import ArtifactStore, ImageInfo, digest_file, image_info
+from ltx_reconcile.artifacts import ImageInfo, digest_file, image_info
 from ltx_reconcile.errors import DownloadError, IntegrityError, NotFoundError, UsageError
 from ltx_reconcile.outputs import OutputAction, materialise
 from ltx_reconcile.plan.model import Plan
@@ -43,6 +43,7 @@ from ltx_reconcile.state.records import (
     StateSnapshot,
 )
 from ltx_reconcile.state.store import StateStore
+from ltx_reconcile.store_protocol import ArtifactStoreProtocol
 
 __all__ = [
     "IMPORTABLE_TYPES",
@@ -183,7 +184,7 @@ def offer(source: str, *, root: Path, settings: Settings) -> Candidate | JobOffe
 
 def import_image(
     store: StateStore,
-    artifacts: ArtifactStore,
+    artifacts: ArtifactStoreProtocol,
     *,
     root: Path,
     spec: ImageSpec,
@@ -396,7 +397,7 @@ def _text_chunks(path: Path) -> dict[str, str]:
 
 def _adopt(
     store: StateStore,
-    artifacts: ArtifactStore,
+    artifacts: ArtifactStoreProtocol,
     root: Path,
     target: _Target,
     candidate: Candidate,
@@ -514,7 +515,9 @@ def _shown(value: object) -> str:
     return "(none)" if value is None else f'"{value}"'
 
 
-def _write_output(artifacts: ArtifactStore, root: Path, target: _Target, digest: str) -> _Written:
+def _write_output(
+    artifacts: ArtifactStoreProtocol, root: Path, target: _Target, digest: str
+) -> _Written:
     """Materialise the output file; refuses a file there that someone else wrote."""
     record = target.record
     same_file = record is not None and record.output == target.spec.output

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ltx_reconcile.artifacts import ArtifactStore
 from ltx_reconcile.errors import UsageError
 from ltx_reconcile.state.backend import StateBackend
 from ltx_reconcile.state.records import (
@@ -28,6 +27,7 @@ from ltx_reconcile.state.records import (
     StateSnapshot,
 )
 from ltx_reconcile.state.transfer import StateDocument
+from ltx_reconcile.store_protocol import ArtifactStoreProtocol
 
 __all__ = [
     "ImageDetails",
@@ -214,7 +214,9 @@ def list_images(snapshot: StateSnapshot, pattern: str | None = None) -> list[Ima
     return summaries
 
 
-def image_details(snapshot: StateSnapshot, name: str, objects: ArtifactStore) -> ImageDetails:
+def image_details(
+    snapshot: StateSnapshot, name: str, objects: ArtifactStoreProtocol
+) -> ImageDetails:
     """Everything about image `name`. Raises `UsageError` (with a suggestion) when the state
     does not track it."""
     require_tracked(snapshot, [name])

@@ -44,7 +44,6 @@ from enum import StrEnum
 from pathlib import Path
 
 from ltx_reconcile.artifacts import (
-    ArtifactStore,
     LinkFunction,
     digest_file,
     fsync_dir,
@@ -52,6 +51,7 @@ from ltx_reconcile.artifacts import (
 )
 from ltx_reconcile.errors import StateError
 from ltx_reconcile.state.records import OutputStat
+from ltx_reconcile.store_protocol import ArtifactStoreProtocol
 
 __all__ = [
     "MaterialiseResult",
@@ -99,7 +99,7 @@ class MaterialiseResult:
 
 
 def materialise(
-    store: ArtifactStore,
+    store: ArtifactStoreProtocol,
     digest: str,
     dest: Path,
     *,

@@ -42,12 +42,25 @@ class Settings:
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     recovery_margin_s: float = DEFAULT_RECOVERY_MARGIN_S
+    store: str | None = None
+    """The artifact store: `s3://bucket/prefix` or a directory; the workspace's objects
+    directory when not given (which is then a remote store's local cache)."""
+    store_endpoint: str | None = None
+    """The URL of an S3-compatible server; boto3's own configuration when not given."""
+    state_url: str | None = field(default=None, repr=False)
+    """A PostgreSQL state (`postgresql://…`, libpq's syntax and PG* variables) instead of
+    the state file. Not in the repr: the URL may hold a password."""
+    state_schema: str | None = None
+    """The PostgreSQL schema of the state; `ltx_reconcile` when not given."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read the environment: `USEAPI_TOKEN`, `LTX_API_URL`, `LTX_EMAIL`,
-        `LTX_PARALLELISM`, `LTX_REQUEST_TIMEOUT_S`, `LTX_POLL_INTERVAL_S` and
-        `LTX_RECOVERY_MARGIN_S` (the last three mostly for tests and benchmarks).
+        `LTX_PARALLELISM`, `LTX_STORE`, `LTX_STORE_ENDPOINT`, `LTX_STATE_URL`,
+        `LTX_STATE_SCHEMA`, `LTX_REQUEST_TIMEOUT_S`,
+        `LTX_POLL_INTERVAL_S` and `LTX_RECOVERY_MARGIN_S` (the last three mostly for tests
+        and benchmarks). An S3 store's credentials and region are boto3's to read (the
+        `AWS_*` variables and ~/.aws), so no AWS secret ever passes through Settings.
 
         Raises `UsageError` for a value that does not parse; its message names the
         variable and never shows the token.
@@ -65,6 +78,10 @@ class Settings:
             request_timeout_s=timeout if timeout is not None else DEFAULT_REQUEST_TIMEOUT_S,
             poll_interval_s=interval if interval is not None else DEFAULT_POLL_INTERVAL_S,
             recovery_margin_s=margin if margin is not None else DEFAULT_RECOVERY_MARGIN_S,
+            store=env.get("LTX_STORE") or None,
+            store_endpoint=env.get("LTX_STORE_ENDPOINT") or None,
+            state_url=env.get("LTX_STATE_URL") or None,
+            state_schema=env.get("LTX_STATE_SCHEMA") or None,
         )
 
     @property

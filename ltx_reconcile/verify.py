@@ -29,12 +29,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Literal
 
-from ltx_reconcile.artifacts import ArtifactStore, LinkFunction, digest_file
+from ltx_reconcile.artifacts import LinkFunction, digest_file
 from ltx_reconcile.errors import ExitCode, IntegrityError, StateError
 from ltx_reconcile.gc import find_roots
 from ltx_reconcile.outputs import OutputAction, OutputCondition, inspect_output, materialise
 from ltx_reconcile.spec.image import PRICES
 from ltx_reconcile.state.records import ImageRecord, StateSnapshot
+from ltx_reconcile.store_protocol import ArtifactStoreProtocol
 
 __all__ = [
     "Done",
@@ -199,7 +200,7 @@ def good_copies(
     return found
 
 
-def find_drift(snapshot: StateSnapshot, store: ArtifactStore, root: Path) -> VerifyReport:
+def find_drift(snapshot: StateSnapshot, store: ArtifactStoreProtocol, root: Path) -> VerifyReport:
     """Check every stored object, every image's output file and every image row.
 
     Re-hashes every object; an output is hashed only when its stat moved from the record
@@ -275,7 +276,7 @@ def _credits(digest: str, snapshot: StateSnapshot, names: tuple[str, ...]) -> fl
 
 def _output_finding(
     record: ImageRecord,
-    store: ArtifactStore,
+    store: ArtifactStoreProtocol,
     root: Path,
     corrupt: Collection[str],
     unusable: Collection[str],
@@ -324,7 +325,7 @@ def _row_finding(record: ImageRecord) -> Finding:
 def repair_drift(
     report: VerifyReport,
     snapshot: StateSnapshot,
-    store: ArtifactStore,
+    store: ArtifactStoreProtocol,
     root: Path,
     *,
     link: LinkFunction = os.link,
@@ -354,7 +355,7 @@ def repair_drift(
 
 
 def _repair_object(
-    finding: Finding, store: ArtifactStore, root: Path
+    finding: Finding, store: ArtifactStoreProtocol, root: Path
 ) -> tuple[Repair | None, Finding | None]:
     moved_aside = None
     if finding.problem is Problem.CORRUPT:
@@ -381,7 +382,7 @@ def _repair_object(
 def _repair_output(
     finding: Finding,
     snapshot: StateSnapshot,
-    store: ArtifactStore,
+    store: ArtifactStoreProtocol,
     root: Path,
     link: LinkFunction,
 ) -> tuple[Repair | None, Finding | None, ImageRecord | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import hashlib
 import time
@@ -24,7 +25,7 @@ from ltx_reconcile.apply_result import (
     tightest_limit,
     utc_day,
 )
-from ltx_reconcile.artifacts import ArtifactStore, is_digest
+from ltx_reconcile.artifacts import is_digest
 from ltx_reconcile.errors import ApplyInterruptedError, StateError, UsageError
 from ltx_reconcile.plan.model import Action, Change, Plan
 from ltx_reconcile.plan.planner import PlanOptions, make_plan
@@ -34,6 +35,7 @@ from ltx_reconcile.spec.loader import Budget, LoadedSpecs, load_specs
 from ltx_reconcile.state.records import Lease, StateSnapshot
 from ltx_reconcile.state.snapshot import open_snapshot, read_spend_since
 from ltx_reconcile.state.store import StateStore
+from ltx_reconcile.store_protocol import S3_SCHEME, ArtifactStoreProtocol, open_store
 
 # Imported where they are used, not here: `plan` must not pay for what only apply and
 # saved plans need (asyncio, pydantic through the plan file, the lease, the journal, events).
@@ -142,6 +144,20 @@ class Workspace:
         self.paths = paths
         self.settings = settings
 
+    @functools.cached_property
+    def artifacts(self) -> ArtifactStoreProtocol:
+        """The artifact store: `--store` (an S3 bucket or a directory), else `paths.objects`.
+
+        A remote store keeps its local cache in `paths.objects`. One instance per workspace,
+        so a remote store's client and what it has seen in the bucket last the whole command.
+        """
+        named = self.settings.store
+        spec: str | Path = self.paths.objects
+        if named is not None:
+            # A directory named by --store is read from the workspace root, as --objects is.
+            spec = named if named.startswith(S3_SCHEME) else self.paths.root / named
+        return open_store(spec, self.paths.objects, endpoint=self.settings.store_endpoint)
+
     def validate(self) -> LoadedSpecs:
         """Load and check every spec file. Raises `SpecError` with every problem at once."""
         return load_specs(self.paths.specs, root=self.paths.root, cache_dir=self.paths.cache)
@@ -155,9 +171,7 @@ class Workspace:
         with _cycle_collector_paused():
             specs = self.validate()
             file_digests = {p: _file_sha256(p) for p in sorted(_reference_files(specs.images))}
-            # Not self.snapshot(): this one reads an artifact's row only if the planner
-            # looks it up, which it does for few (see open_snapshot).
-            with open_snapshot(self.paths.state) as snapshot:
+            with self._state_for_planning() as (snapshot, spend_since):
                 plan = make_plan(
                     specs.images,
                     snapshot,
@@ -165,11 +179,36 @@ class Workspace:
                     file_digests=file_digests,
                     missing_objects=self._missing_objects(snapshot),
                     options=options,
-                    budget=_budget_status(
-                        specs.budget, lambda since: read_spend_since(self.paths.state, since)
-                    ),
+                    budget=_budget_status(specs.budget, spend_since),
                 )
                 return self._with_restorable(plan, snapshot)
+
+    @contextlib.contextmanager
+    def _state_for_planning(self) -> Iterator[tuple[StateSnapshot, Callable[[float], float]]]:
+        """The state to plan against, and its spend ledger: the file, or PostgreSQL's.
+
+        Not self.snapshot() for the file: open_snapshot reads an artifact's row only if the
+        planner looks it up, which it does for few. Raises `StateError` like the stores.
+        """
+        url = self.settings.state_url
+        if url is None:
+            with open_snapshot(self.paths.state) as snapshot:
+                yield snapshot, lambda since: read_spend_since(self.paths.state, since)
+            return
+        try:
+            # Imported only for a PostgreSQL state: psycopg is an optional extra.
+            from ltx_reconcile.state.postgres import DEFAULT_SCHEMA, PostgresStateStore
+        except ImportError as err:
+            raise StateError(
+                f"a PostgreSQL state needs psycopg, which is not installed ({err})",
+                hint="pip install 'ltx-reconcile[postgres]'",
+            ) from err
+        schema = self.settings.state_schema or DEFAULT_SCHEMA
+        with PostgresStateStore.reading(url, schema=schema) as store:
+            if store is None:
+                yield StateSnapshot(path=self.paths.state, lineage=None, serial=0), lambda _: 0.0
+            else:
+                yield store.snapshot(), store.spend_since
 
     def save_plan(self, plan: Plan, path: Path) -> None:
         """Write `plan` for a later `apply PLANFILE`."""
@@ -211,7 +250,7 @@ class Workspace:
     def _missing_objects(self, snapshot: StateSnapshot) -> Set[str]:
         # Every digest the planner asks about is an artifact's: an image's digest is a
         # foreign key into the artifacts table.
-        return ArtifactStore(self.paths.objects).absent_among(snapshot.artifacts)
+        return self.artifacts.absent_among(snapshot.artifacts)
 
     def _with_restorable(self, plan: Plan, snapshot: StateSnapshot) -> Plan:
         """`plan`, counting the refetches' objects that an output file still holds.
@@ -243,7 +282,7 @@ class Workspace:
         """
         from ltx_reconcile.verify import VerifyOutcome, find_drift, repair_drift
 
-        store = ArtifactStore(self.paths.objects)
+        store = self.artifacts
         root = self.paths.root
         if not repair or not self.paths.state.exists():
             snapshot = self.snapshot()
@@ -270,7 +309,7 @@ class Workspace:
         from ltx_reconcile.gc import collect, find_garbage
 
         self._require_state("gc")
-        store = ArtifactStore(self.paths.objects)
+        store = self.artifacts
         if not force:
             return find_garbage(self.snapshot(), store)
         with self.session(lock_timeout_s=lock_timeout_s, operation="gc --force") as session:
@@ -286,7 +325,7 @@ class Workspace:
         self._require_state("gc --pin")
         with self.session(lock_timeout_s=lock_timeout_s, operation="gc --pin") as session:
             is_known = digest in session.store.snapshot().artifacts
-            if not is_known and not ArtifactStore(self.paths.objects).contains(digest):
+            if not is_known and not self.artifacts.contains(digest):
                 raise UsageError(
                     f"no object {digest} is in the store or the state",
                     hint="copy the digest from `ltx-reconcile gc` or `ltx-reconcile verify`",
@@ -351,7 +390,7 @@ class Workspace:
             )
         plan = None if plan_path is None else self.load_plan(plan_path)
         snapshot = self.snapshot()
-        store = ArtifactStore(self.paths.objects)
+        store = self.artifacts
         missing = store.absent_among(snapshot.artifacts)
         gallery = build_gallery(
             self.validate().images,
@@ -388,7 +427,7 @@ class Workspace:
         with self.session(lock_timeout_s=lock_timeout_s, operation="import") as session:
             return importer.import_image(
                 session.store,
-                ArtifactStore(self.paths.objects),
+                self.artifacts,
                 root=self.paths.root,
                 spec=spec,
                 plan=session.plan(),
@@ -409,7 +448,7 @@ class Workspace:
         """Everything the state knows about image `name`; `UsageError` if it is not tracked."""
         from ltx_reconcile.inventory import image_details
 
-        return image_details(self.snapshot(), name, ArtifactStore(self.paths.objects))
+        return image_details(self.snapshot(), name, self.artifacts)
 
     def remove_images(self, names: Sequence[str], *, lock_timeout_s: float = 0.0) -> Removal:
         """Forget `names` under the lease, in one transaction; objects and files stay.
@@ -630,7 +669,7 @@ class ApplySession:
                     store=self.store,
                     journal=Journal(self.store),
                     worker=worker,
-                    artifacts=ArtifactStore(self.workspace.paths.objects),
+                    artifacts=self.workspace.artifacts,
                     root=self.workspace.paths.root,
                     specs=specs,
                     email=email,

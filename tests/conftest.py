@@ -12,6 +12,7 @@ from hypothesis import settings
 from ltx_reconcile.emulator.config import EmulatorConfig
 from ltx_reconcile.emulator.server import RunningEmulator, serve_emulator
 from testing.workspace import CANARY_TOKEN, CliWorkspace
+from tests.s3.server import S3Server, running_s3_server
 
 settings.register_profile("dev", max_examples=50)
 settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True)
@@ -50,3 +51,12 @@ def workspace(tmp_path: Path, emulator: RunningEmulator) -> Iterator[CliWorkspac
     finally:
         ws.wait_all()
     assert ws.places_holding(CANARY_TOKEN) == [], "the API token leaked"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server (moto) on loopback, shared by the session's S3 tests.
+
+    Skipped with the reason when it cannot start, and failed instead when CI is set.
+    """
+    yield from running_s3_server()

@@ -22,6 +22,9 @@ from ltx_reconcile.artifacts import (
     install_no_clobber,
 )
 from ltx_reconcile.errors import IntegrityError, StateError
+from ltx_reconcile.s3store import S3ArtifactStore, S3Location
+from ltx_reconcile.store_protocol import ArtifactStoreProtocol
+from tests.s3.server import S3Server
 
 
 def _png(color: str = "red", size: tuple[int, int] = (8, 5)) -> bytes:
@@ -48,9 +51,53 @@ def _refuse_links(src: Path, dst: Path) -> None:
     raise OSError(errno.EPERM, "Operation not permitted", str(dst))
 
 
-def test_put_bytes_stores_the_object_under_its_bare_hex_sha256_in_a_two_level_layout(tmp_path):
+class _Backend:
+    """Opens stores of one kind whose local objects live in a given directory."""
+
+    def __init__(self, s3_server: S3Server | None = None) -> None:
+        self._server = s3_server
+        self._bucket = s3_server.new_bucket() if s3_server is not None else ""
+
+    def __call__(self, root: Path) -> ArtifactStoreProtocol:
+        if self._server is None:
+            return ArtifactStore(root)
+        location = S3Location(self._bucket, "team/objects")
+        return S3ArtifactStore(location, root, client=self._server.client())
+
+    def spoil(self, store: ArtifactStoreProtocol, digest: str) -> None:
+        """Change the stored bytes of `digest` where the store keeps its truth."""
+        if self._server is not None and isinstance(store, S3ArtifactStore):
+            # An unconditional put: what a buggy or hostile writer could do to the bucket.
+            key = store.location.key("sha256", digest[:2], digest[2:])
+            self._server.client().put_object(Bucket=self._bucket, Key=key, Body=b"spoiled")
+        else:
+            _corrupt(store.path_for(digest))
+
+
+def _named(store: ArtifactStoreProtocol, digest: str) -> str:
+    """How a message names the place of a missing object: the bucket, or the file path."""
+    if isinstance(store, S3ArtifactStore):
+        return store.location.url()
+    return str(store.path_for(digest))
+
+
+@pytest.fixture(params=["local", "s3"])
+def make_store(request: pytest.FixtureRequest) -> _Backend:
+    """Every store test runs on the local store and on the S3 store (over a real emulator).
+
+    The S3 store's local objects are its cache, in the local store's layout, so the
+    tests' file assertions hold for both.
+    """
+    if request.param == "local":
+        return _Backend()
+    return _Backend(request.getfixturevalue("s3_server"))
+
+
+def test_put_bytes_stores_the_object_under_its_bare_hex_sha256_in_a_two_level_layout(
+    tmp_path, make_store
+):
     """Digest `ab12…` lives at root/sha256/ab/12…, and the digest has no `sha256:` prefix."""
-    store = ArtifactStore(tmp_path / "objects")
+    store = make_store(tmp_path / "objects")
     data = _png()
     digest = _sha256(data)
 
@@ -65,18 +112,18 @@ def test_put_bytes_stores_the_object_under_its_bare_hex_sha256_in_a_two_level_la
     assert _files(tmp_path) == [stored.path]
 
 
-def test_stored_objects_are_read_only(tmp_path):
+def test_stored_objects_are_read_only(tmp_path, make_store):
     """Every object has mode 0o444, so an editor writing a hard-linked output in place fails."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
 
     stored = store.put_bytes(b"bytes")
 
     assert stat.S_IMODE(stored.path.stat().st_mode) == 0o444
 
 
-def test_storing_bytes_already_present_keeps_the_first_object(tmp_path):
+def test_storing_bytes_already_present_keeps_the_first_object(tmp_path, make_store):
     """A second put of the same bytes is a no-op: the object's inode and mtime do not move."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
     first = store.put_bytes(b"same")
     before = first.path.stat()
 
@@ -88,9 +135,9 @@ def test_storing_bytes_already_present_keeps_the_first_object(tmp_path):
     assert _files(tmp_path) == [first.path]
 
 
-def test_put_bytes_with_a_wrong_expected_digest_writes_nothing(tmp_path):
+def test_put_bytes_with_a_wrong_expected_digest_writes_nothing(tmp_path, make_store):
     """A digest mismatch raises IntegrityError naming both digests and leaves no file."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
     expected = _sha256(b"what the API promised")
 
     with pytest.raises(IntegrityError) as caught:
@@ -120,9 +167,9 @@ def test_a_corrupt_object_is_reported_and_never_overwritten(tmp_path):
     assert _files(tmp_path) == [stored.path]
 
 
-def test_put_file_copies_the_source_and_leaves_it_in_place(tmp_path):
+def test_put_file_copies_the_source_and_leaves_it_in_place(tmp_path, make_store):
     """Without `move`, the source file is untouched and the object is a separate inode."""
-    store = ArtifactStore(tmp_path / "objects")
+    store = make_store(tmp_path / "objects")
     src = tmp_path / "mine.png"
     src.write_bytes(_png())
 
@@ -133,9 +180,9 @@ def test_put_file_copies_the_source_and_leaves_it_in_place(tmp_path):
     assert _files(tmp_path / "objects") == [stored.path]
 
 
-def test_put_file_with_move_links_a_download_into_place_and_consumes_it(tmp_path):
+def test_put_file_with_move_links_a_download_into_place_and_consumes_it(tmp_path, make_store):
     """A download in temp_dir() becomes the object itself (same inode) and its name is gone."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
     download = store.temp_dir() / "job-1.png"
     download.write_bytes(_png())
     inode = download.stat().st_ino
@@ -148,9 +195,9 @@ def test_put_file_with_move_links_a_download_into_place_and_consumes_it(tmp_path
     assert _files(tmp_path) == [stored.path]
 
 
-def test_put_file_with_move_of_a_duplicate_drops_the_download(tmp_path):
+def test_put_file_with_move_of_a_duplicate_drops_the_download(tmp_path, make_store):
     """Moving in bytes the store already holds keeps the existing object and deletes the source."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
     first = store.put_bytes(_png())
     download = store.temp_dir() / "again.png"
     download.write_bytes(_png())
@@ -161,13 +208,15 @@ def test_put_file_with_move_of_a_duplicate_drops_the_download(tmp_path):
     assert _files(tmp_path) == [first.path]
 
 
-def test_put_file_with_move_from_another_filesystem_copies_then_removes_the_source(tmp_path):
+def test_put_file_with_move_from_another_filesystem_copies_then_removes_the_source(
+    tmp_path, make_store
+):
     """A source on another device cannot be linked: it is copied in, then deleted."""
     # A second filesystem is the point here; the file name is unique to this process.
     shm = Path("/dev/shm")  # noqa: S108
     if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
         pytest.skip("needs /dev/shm on a filesystem other than tmp_path's")
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
     src = shm / f"ltx-reconcile-test-{os.getpid()}.png"
     src.write_bytes(_png())
 
@@ -178,9 +227,9 @@ def test_put_file_with_move_from_another_filesystem_copies_then_removes_the_sour
     assert _files(tmp_path) == [stored.path]
 
 
-def test_put_file_with_move_deletes_a_download_whose_digest_is_wrong(tmp_path):
+def test_put_file_with_move_deletes_a_download_whose_digest_is_wrong(tmp_path, make_store):
     """Bytes that fail their digest are worth nothing: the moved download is deleted, nothing stored."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
     download = store.temp_dir() / "truncated.png"
     download.write_bytes(_png()[:20])
 
@@ -190,9 +239,9 @@ def test_put_file_with_move_deletes_a_download_whose_digest_is_wrong(tmp_path):
     assert _files(tmp_path) == []
 
 
-def test_put_file_without_move_keeps_the_source_when_its_digest_is_wrong(tmp_path):
+def test_put_file_without_move_keeps_the_source_when_its_digest_is_wrong(tmp_path, make_store):
     """Without `move` the source is the caller's: a mismatch leaves it, and no temp copy."""
-    store = ArtifactStore(tmp_path / "objects")
+    store = make_store(tmp_path / "objects")
     src = tmp_path / "mine.png"
     src.write_bytes(b"mine")
 
@@ -203,9 +252,11 @@ def test_put_file_without_move_keeps_the_source_when_its_digest_is_wrong(tmp_pat
     assert _files(tmp_path / "objects") == []
 
 
-def test_put_file_with_move_keeps_the_download_when_the_stored_object_is_corrupt(tmp_path):
+def test_put_file_with_move_keeps_the_download_when_the_stored_object_is_corrupt(
+    tmp_path, make_store
+):
     """When the store is at fault, the good download is kept for the repair, not deleted."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
     stored = store.put_bytes(_png())
     _corrupt(stored.path)
     download = store.temp_dir() / "good.png"
@@ -218,9 +269,9 @@ def test_put_file_with_move_keeps_the_download_when_the_stored_object_is_corrupt
     assert _files(tmp_path) == sorted([stored.path, download])
 
 
-def test_put_file_of_a_missing_source_leaves_no_temp_file(tmp_path):
+def test_put_file_of_a_missing_source_leaves_no_temp_file(tmp_path, make_store):
     """A copy that fails half-way (here: at once) removes its staging file."""
-    store = ArtifactStore(tmp_path / "objects")
+    store = make_store(tmp_path / "objects")
 
     with pytest.raises(FileNotFoundError):
         store.put_file(tmp_path / "absent.png")
@@ -330,12 +381,12 @@ def test_concurrent_processes_storing_the_same_objects_all_succeed_with_one_copy
     assert _files(root) == [store.path_for(digest) for digest in expected]
 
 
-def test_verify_tells_intact_objects_from_corrupt_and_missing_ones(tmp_path):
+def test_verify_tells_intact_objects_from_corrupt_and_missing_ones(tmp_path, make_store):
     """verify re-hashes: True when intact, False when the bytes changed or the object is gone."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
     intact = store.put_bytes(b"intact")
     corrupt = store.put_bytes(b"corrupt")
-    _corrupt(corrupt.path)
+    make_store.spoil(store, corrupt.digest)
 
     assert store.verify(intact.digest) is True
     assert store.verify(corrupt.digest) is False
@@ -354,31 +405,32 @@ def test_iter_digests_lists_objects_in_order_and_skips_staging_files_and_strays(
     assert list(store.iter_digests()) == digests
 
 
-def test_iter_digests_of_an_empty_store_is_empty(tmp_path):
+def test_iter_digests_of_an_empty_store_is_empty(tmp_path, make_store):
     """A store directory that does not exist yet has no objects (and is not created)."""
-    store = ArtifactStore(tmp_path / "objects")
+    store = make_store(tmp_path / "objects")
 
     assert list(store.iter_digests()) == []
     assert not (tmp_path / "objects").exists()
 
 
-def test_size_reports_bytes_and_names_a_missing_object(tmp_path):
+def test_size_reports_bytes_and_names_a_missing_object(tmp_path, make_store):
     """size is a stat; a missing object is a StateError naming its digest and path."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
     stored = store.put_bytes(b"12345")
     missing = _sha256(b"missing")
 
     assert store.size(stored.digest) == 5
     with pytest.raises(StateError) as caught:
         store.size(missing)
-    assert str(caught.value) == (
-        f"artifact {missing} is missing from the store ({store.path_for(missing)})"
+    assert (
+        str(caught.value)
+        == f"artifact {missing} is missing from the store ({_named(store, missing)})"
     )
 
 
-def test_remove_deletes_a_read_only_object_and_says_whether_it_existed(tmp_path):
+def test_remove_deletes_a_read_only_object_and_says_whether_it_existed(tmp_path, make_store):
     """remove works despite the 0o444 mode and is False for an absent object."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
     stored = store.put_bytes(b"garbage to collect")
 
     assert store.remove(stored.digest) is True
@@ -396,9 +448,9 @@ def test_remove_deletes_a_read_only_object_and_says_whether_it_existed(tmp_path)
         "",
     ],
 )
-def test_path_for_rejects_anything_but_64_lowercase_hex_digits(tmp_path, not_a_digest):
+def test_path_for_rejects_anything_but_64_lowercase_hex_digits(tmp_path, not_a_digest, make_store):
     """One digest format everywhere; anything else is a caller's bug and cannot escape root."""
-    store = ArtifactStore(tmp_path)
+    store = make_store(tmp_path)
 
     with pytest.raises(ValueError, match="not a sha256 digest"):
         store.path_for(not_a_digest)

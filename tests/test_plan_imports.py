@@ -23,6 +23,10 @@ NOT_IMPORTED_BY_A_WARM_PLAN = (
     "ltx_reconcile.plan.planfile",
     "ltx_reconcile.spec.parse",
     "ltx_reconcile.cli.apply",
+    # Only an `s3://` store needs the AWS client; a plan on the local store never loads it.
+    "boto3",
+    "botocore",
+    "ltx_reconcile.s3store",
 )
 
 _PROBE = textwrap.dedent(

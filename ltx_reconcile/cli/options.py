@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from ltx_reconcile.cli.app import CliApp
+from ltx_reconcile.errors import UsageError
 from ltx_reconcile.plan.planner import PlanOptions
 from ltx_reconcile.workspace import Workspace, WorkspacePaths
 
@@ -18,7 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def workspace_options(func: F) -> F:
-    """`--specs`, `--state` and `--objects`: where this workspace keeps each thing."""
+    """`--specs`, `--state`, `--objects` and `--store`: where this workspace keeps each thing."""
     for decorator in reversed(
         [
             click.option(
@@ -31,21 +33,69 @@ def workspace_options(func: F) -> F:
             click.option(
                 "--state",
                 "state_path",
-                type=click.Path(dir_okay=False, path_type=Path),
+                metavar="PATH|postgresql://…",
                 default=None,
-                help="State database [default: state/state.db].",
+                callback=_state_location,
+                help="State database [default: state/state.db], or a PostgreSQL URL "
+                "(`plan` only, for now) [env: LTX_STATE_URL, LTX_STATE_SCHEMA].",
             ),
             click.option(
                 "--objects",
                 "objects_dir",
                 type=click.Path(file_okay=False, path_type=Path),
                 default=None,
-                help="Artifact store directory [default: objects/ beside the state].",
+                help="Artifact store directory [default: objects/ beside the state]; "
+                "with an S3 --store, its local cache.",
+            ),
+            click.option(
+                "--store",
+                metavar="s3://BUCKET/PREFIX",
+                default=None,
+                expose_value=False,
+                callback=_override_setting("store"),
+                help="Keep artifacts in an S3-compatible bucket, shared by a team "
+                "[env: LTX_STORE; default: the --objects directory].",
+            ),
+            click.option(
+                "--store-endpoint",
+                metavar="URL",
+                default=None,
+                expose_value=False,
+                callback=_override_setting("store_endpoint"),
+                help="URL of an S3-compatible server [env: LTX_STORE_ENDPOINT; "
+                "default: AWS_ENDPOINT_URL or AWS].",
             ),
         ]
     ):
         func = decorator(func)
     return func
+
+
+def _override_setting(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """A callback that puts a flag's value into the command's settings, over the environment.
+
+    The store flags reach the workspace through `Settings` (as `LTX_STORE` does), so no
+    command's signature has to carry them: the command's context gets a `CliApp` whose
+    settings hold the flag, and `@click.pass_obj` hands that one over.
+    """
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        app = ctx.find_object(CliApp)
+        if value is not None and app is not None:
+            ctx.obj = dataclasses.replace(app, settings=app.settings.with_changes(**{name: value}))
+
+    return callback
+
+
+def _state_location(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """`--state`: a file's path; a PostgreSQL URL goes into the settings, as LTX_STATE_URL."""
+    if value is None:
+        return None
+    if value.startswith(("postgresql://", "postgres://")):
+        _override_setting("state_url")(ctx, param, value)
+        return None
+    path: Path = click.Path(dir_okay=False, path_type=Path).convert(value, param, ctx)
+    return path
 
 
 def selection_options(func: F) -> F:
@@ -80,9 +130,25 @@ def selection_options(func: F) -> F:
 
 
 def open_workspace(
-    app: CliApp, specs_dir: Path | None, state_path: Path | None, objects_dir: Path | None
+    app: CliApp,
+    specs_dir: Path | None,
+    state_path: Path | None,
+    objects_dir: Path | None,
+    *,
+    postgres_ready: bool = False,
 ) -> Workspace:
-    """The workspace the flags describe, below the `-C` root."""
+    """The workspace the flags describe, below the `-C` root.
+
+    Raises `UsageError` when the state is a PostgreSQL URL and the command is not
+    `postgres_ready` (all but `plan` and `validate`, for now): it must not use the file.
+    """
+    if app.settings.state_url is not None and not postgres_ready:
+        ctx = click.get_current_context(silent=True)
+        command = ctx.info_name if ctx is not None else "this command"
+        raise UsageError(
+            f"`{command}` cannot use a PostgreSQL state yet; only `plan` and `validate` can",
+            hint="run it without LTX_STATE_URL and without --state postgresql://…",
+        )
     paths = WorkspacePaths.under(app.root, specs=specs_dir, state=state_path, objects=objects_dir)
     return Workspace(paths, app.settings)
 

@@ -61,7 +61,7 @@ def plan(
 
         ltx-reconcile plan --out plan.json && ltx-reconcile apply plan.json
     """
-    workspace = open_workspace(app, specs_dir, state_path, objects_dir)
+    workspace = open_workspace(app, specs_dir, state_path, objects_dir, postgres_ready=True)
     result = workspace.plan(plan_options(targets, excludes, replace))
     if out is not None:
         workspace.save_plan(result, app.root / out)

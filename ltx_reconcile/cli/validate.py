@@ -24,7 +24,8 @@ def validate(
 
         ltx-reconcile validate --specs specs/
     """
-    workspace = open_workspace(app, specs_dir, state_path, objects_dir)
+    # Ready for a PostgreSQL state: validating reads no state at all.
+    workspace = open_workspace(app, specs_dir, state_path, objects_dir, postgres_ready=True)
     specs = workspace.validate()
     files = len(specs.files)
     render.stdout_console().print(

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
-from ltx_reconcile.artifacts import ArtifactStore, digest_file
+from ltx_reconcile.artifacts import digest_file
+from ltx_reconcile.store_protocol import ArtifactStoreProtocol
 
 __all__ = ["THUMBNAIL_SIDE", "ThumbnailCache", "picture_sources"]
 
@@ -90,7 +91,7 @@ def _thumbnail_bytes(source: Path, side: int) -> bytes | None:
 
 def picture_sources(
     digests: Iterable[str],
-    store: ArtifactStore,
+    store: ArtifactStoreProtocol,
     missing: Set[str],
     outputs: Mapping[str, Path],
 ) -> dict[str, Path]:

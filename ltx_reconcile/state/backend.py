@@ -1,15 +1,14 @@
 """The capabilities of a state backend, as small protocols (after OpenTofu's statemgr).
 
 The planner needs only a `StateReader`; the executor a `StateBackend` and a
-`JournalWriter`. `StateStore` and `Journal` (SQLite) satisfy them today; a server-backed
-store (PostgreSQL) can satisfy them later without the planner or executor changing.
+`JournalWriter`. `StateStore` (SQLite) and `PostgresStateStore` both satisfy them, and
+`Journal` writes through either, so the planner and executor need not know which it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Protocol
 
 from ltx_reconcile.state.records import (
@@ -28,8 +27,8 @@ class StateReader(Protocol):
     """Reads the state as one consistent snapshot, and the spend ledger."""
 
     @property
-    def path(self) -> Path:
-        """Where the state lives, for messages."""
+    def location(self) -> str:
+        """Where the state lives, for messages (a file path, or a database without password)."""
         ...
 
     @property

@@ -15,6 +15,9 @@ Each entry moves through a small state machine; any other move raises `StateErro
 `fetched`, `failed` and `abandoned` are final. A key may have at most one open entry
 (submitting, submitted, completed or unknown) at a time: a second intent while one is open
 would be a second payment for an image already on its way.
+
+The journal writes through any `BaseStateStore` (SQLite or PostgreSQL) in the SQL both
+speak, so this state machine exists once for every backend.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from ltx_reconcile.state.records import (
     SpendKind,
     dump_json,
 )
-from ltx_reconcile.state.store import StateStore
+from ltx_reconcile.state.store import BaseStateStore
 
 __all__ = ["TRANSITIONS", "Journal"]
 
@@ -52,9 +55,9 @@ _OPEN_STATES_SQL: Final = ", ".join(f"'{state}'" for state in sorted(OPEN_JOURNA
 
 
 class Journal:
-    """The journal table of one `StateStore`; every method commits or joins a transaction."""
+    """The journal table of one state store; every method commits or joins a transaction."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: BaseStateStore) -> None:
         """Journal entries are written through `store` and stamped by its clock."""
         self._store = store
 
@@ -183,7 +186,7 @@ class Journal:
         """One entry by id. Raises `StateError` if there is none."""
         row = self._store._execute(f"{_SELECT} WHERE id = ?", (entry_id,)).fetchone()
         if row is None:
-            raise StateError(f"journal entry {entry_id} is not in {self._store.path}")
+            raise StateError(f"journal entry {entry_id} is not in {self._store.location}")
         return journal_entry_from_row(row)
 
     def open_entries(self) -> list[JournalEntry]:
@@ -222,7 +225,7 @@ class Journal:
         if self._store.in_transaction:
             raise StateError(
                 f"{operation} must commit on its own, but a transaction is open on "
-                f"{self._store.path}",
+                f"{self._store.location}",
                 hint="this is a bug in ltx-reconcile: a paid request would not be journaled in time",
             )
 
@@ -242,7 +245,7 @@ class Journal:
         row = self._store._execute("SELECT id FROM journal WHERE job_id = ?", (job_id,)).fetchone()
         if row is not None:
             raise StateError(
-                f"job {job_id} is already journal entry {row[0]} in {self._store.path}"
+                f"job {job_id} is already journal entry {row[0]} in {self._store.location}"
             )
 
     def _next_attempt(self, key: str) -> int:

@@ -1,14 +1,15 @@
-"""The write-ahead journal: its state machine, and the spend lines it commits with job ids."""
+"""The write-ahead journal: its state machine, and the spend lines it commits with job ids.
+
+Every test runs on SQLite and on PostgreSQL (tests/state/conftest.py): one state machine,
+written once, over both stores.
+"""
 
 from __future__ import annotations
-
-import sqlite3
 
 import pytest
 
 from ltx_reconcile.errors import StateError
 from ltx_reconcile.state.journal import Journal
-from ltx_reconcile.state.store import StateStore
 
 KEY = "k1:" + "ab" * 32
 
@@ -20,10 +21,9 @@ def _intent(journal: Journal, key: str = KEY, image: str = "hero"):
     )
 
 
-def _spend(store: StateStore) -> list[tuple[str, str, float, str]]:
-    with sqlite3.connect(store.path) as conn:
-        rows = conn.execute("SELECT job_id, model, amount, kind FROM spend ORDER BY job_id")
-        return [tuple(row) for row in rows]
+def _spend(backend) -> list[tuple[str, str, float, str]]:
+    """The spend ledger as another connection sees it: committed lines only."""
+    return backend.query("SELECT job_id, model, amount, kind FROM spend ORDER BY job_id")
 
 
 def test_an_intent_gets_a_fresh_reply_ref_and_the_next_attempt_number(store):
@@ -37,16 +37,16 @@ def test_an_intent_gets_a_fresh_reply_ref_and_the_next_attempt_number(store):
     assert first.reply_ref != second.reply_ref
 
 
-def test_a_job_id_is_committed_together_with_its_charge(store):
+def test_a_job_id_is_committed_together_with_its_charge(store, backend):
     """mark_submitted writes the job id and a `generation` spend line in one commit."""
     journal = Journal(store)
     entry = journal.mark_submitted(_intent(journal).id, "job-1", cost=49)
     assert (entry.state, entry.job_id) == ("submitted", "job-1")
-    assert _spend(store) == [("job-1", "nano-banana", 49.0, "generation")]
+    assert _spend(backend) == [("job-1", "nano-banana", 49.0, "generation")]
     assert journal.known_job_ids() == {"job-1"}
 
 
-def test_adopting_several_jobs_keeps_every_extra_paid_job_with_its_spend(store):
+def test_adopting_several_jobs_keeps_every_extra_paid_job_with_its_spend(store, backend):
     """Two jobs under one replyRef: the first is the entry's, the second an extra entry."""
     journal = Journal(store)
     entry = _intent(journal)
@@ -56,13 +56,13 @@ def test_adopting_several_jobs_keeps_every_extra_paid_job_with_its_spend(store):
         ("submitted", "job-1", None, entry.reply_ref),
         ("submitted", "job-2", entry.id, entry.reply_ref),
     ]
-    assert _spend(store) == [
+    assert _spend(backend) == [
         ("job-1", "nano-banana", 49.0, "generation"),
         ("job-2", "nano-banana", 49.0, "extra"),
     ]
 
 
-def test_an_adoption_that_fails_half_way_records_nothing(store):
+def test_an_adoption_that_fails_half_way_records_nothing(store, backend):
     """A job already known aborts the whole adoption: no job id, no spend line."""
     journal = Journal(store)
     journal.mark_submitted(_intent(journal, key="k1:other", image="other").id, "job-2", cost=28)
@@ -70,7 +70,7 @@ def test_an_adoption_that_fails_half_way_records_nothing(store):
     with pytest.raises(StateError, match="job job-2 is already journal entry"):
         journal.adopt(entry.id, ["job-1", "job-2"], cost=49)
     assert journal.entry(entry.id).state == "submitting"
-    assert [row[0] for row in _spend(store)] == ["job-2"]
+    assert [row[0] for row in _spend(backend)] == ["job-2"]
 
 
 def test_a_second_open_entry_for_one_key_is_refused(store):
@@ -81,7 +81,7 @@ def test_a_second_open_entry_for_one_key_is_refused(store):
         _intent(journal)
 
 
-def test_an_illegal_move_is_refused_and_changes_nothing(store):
+def test_an_illegal_move_is_refused_and_changes_nothing(store, backend):
     """A failed entry is final; a move back is a bug, reported, and the row stays."""
     journal = Journal(store)
     entry = journal.mark_submitted(_intent(journal).id, "job-1", cost=49)
@@ -89,7 +89,7 @@ def test_an_illegal_move_is_refused_and_changes_nothing(store):
     with pytest.raises(StateError, match="cannot go from failed to submitted"):
         journal.mark_submitted(entry.id, "job-9", cost=49)
     assert journal.entry(entry.id).state == "failed"
-    assert [row[0] for row in _spend(store)] == ["job-1"]
+    assert [row[0] for row in _spend(backend)] == ["job-1"]
 
 
 def test_an_intent_inside_an_open_transaction_is_refused(store):
@@ -106,3 +106,19 @@ def test_an_unknown_entry_is_abandoned_before_a_new_attempt(store):
     journal.mark_unknown(entry.id, "no job found for its replyRef")
     journal.mark_abandoned(entry.id, "sent again under --resubmit-unknown")
     assert _intent(journal).attempt == 2
+
+
+def test_journal_rows_are_never_deleted_even_by_hand(store, backend):
+    """The database itself refuses to delete a journal row: a paid job's record is money."""
+    journal = Journal(store)
+    entry = journal.mark_submitted(_intent(journal).id, "job-1", cost=49)
+    with pytest.raises(backend.errors, match="journal rows are never deleted"):
+        backend.query("DELETE FROM journal")
+    assert journal.entry(entry.id) == entry
+
+
+def test_an_unknown_entry_id_is_reported_with_the_state(store):
+    """Looking up an entry that does not exist names the entry and the state."""
+    with pytest.raises(StateError) as caught:
+        Journal(store).entry(404)
+    assert str(caught.value) == f"journal entry 404 is not in {store.location}"

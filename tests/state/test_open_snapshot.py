@@ -8,7 +8,11 @@ from ltx_reconcile.errors import StateError
 from ltx_reconcile.state.snapshot import open_snapshot, read_snapshot
 from tests.state.factories import make_artifact, make_image, present_image
 
+# open_snapshot reads SQLite state files only: `store` is the SQLite one here.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
+
+@sqlite_only
 def test_it_reads_what_read_snapshot_reads(store, state_path):
     """Images, artifacts by digest and by key, serial and lineage agree with read_snapshot."""
     store.put_artifact(make_artifact("01" * 32, created_at=20.0))
@@ -27,6 +31,7 @@ def test_it_reads_what_read_snapshot_reads(store, state_path):
         assert lazy.artifacts_by_key["k1:hero"].digest == "03" * 32  # newest; ties: later
 
 
+@sqlite_only
 def test_artifact_rows_come_from_the_snapshot_not_from_later_writes(store, state_path):
     """A row looked up inside the block is the one of the snapshot, whatever commits since."""
     store.put_artifact(make_artifact("01" * 32))
@@ -38,6 +43,7 @@ def test_artifact_rows_come_from_the_snapshot_not_from_later_writes(store, state
             snapshot.artifacts["02" * 32]
 
 
+@sqlite_only
 def test_an_artifact_not_read_inside_the_block_cannot_be_read_after_it(store, state_path):
     """After the block the read transaction is over: an unread row raises StateError."""
     store.put_artifact(make_artifact("01" * 32))
