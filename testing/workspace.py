@@ -259,6 +259,12 @@ class CliWorkspace:
         """Run the CLI with `args` to its end."""
         return self.spawn(*args, env=env).finished(timeout_s)
 
+    def ok(self, *args: str) -> str:
+        """Run a command that must exit 0; its stdout."""
+        run = self.run(*args)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
     def apply(self, *args: str, env: Mapping[str, str] | None = None) -> Finished:
         """`apply --api-url URL --auto-approve ARGS...`, run to its end."""
         return self.run(*self.apply_args(*args), env=env)

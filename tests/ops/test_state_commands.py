@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,55 +17,14 @@ from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from ltx_reconcile.state.lease import ProcessIdentity, acquire, release
 from ltx_reconcile.state.store import StateStore
-from testing.workspace import CANARY_TOKEN, EMAIL, CliWorkspace
+from testing.workspace import EMAIL, CliWorkspace
 from tests.apply.specs import THREE_IMAGES
 
 ELSEWHERE = ProcessIdentity(pid=4242, host="build-runner-7", user="ci", start_token=None)
 
 
-@pytest.fixture(scope="module")
-def applied_template(
-    tmp_path_factory: pytest.TempPathFactory, module_emulator: RunningEmulator
-) -> CliWorkspace:
-    """A workspace where cat, dog and owl were applied once, to copy for each test."""
-    base = tmp_path_factory.mktemp("template")
-    ws = CliWorkspace.create(base, api_url=module_emulator.base_url, token=CANARY_TOKEN)
-    ws.specs(THREE_IMAGES)
-    run = ws.apply()
-    assert run.returncode == ExitCode.OK, run.stderr
-    return ws
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    # The state file is written by the tests: a copy. Everything else is only read or
-    # replaced by rename: a hard link keeps the inode the state recorded for an output.
-    if Path(src).name.startswith("state.db"):
-        shutil.copy2(src, dst)
-    else:
-        os.link(src, dst)
-
-
-@pytest.fixture
-def ws(
-    tmp_path: Path, emulator: RunningEmulator, applied_template: CliWorkspace
-) -> Iterator[CliWorkspace]:
-    """This test's own copy of the applied workspace, talking to the (reset) emulator."""
-    copy = CliWorkspace.create(tmp_path, api_url=emulator.base_url, token=CANARY_TOKEN)
-    shutil.copytree(
-        applied_template.root, copy.root, copy_function=_link_or_copy, dirs_exist_ok=True
-    )
-    try:
-        yield copy
-    finally:
-        copy.wait_all()
-    assert copy.places_holding(CANARY_TOKEN) == [], "the API token leaked"
-
-
-def ok(ws: CliWorkspace, *args: str) -> str:
-    """Run a command that must succeed; its stdout."""
-    run = ws.run(*args)
-    assert run.returncode == ExitCode.OK, run.stderr
-    return run.stdout
+APPLIED_SPECS = THREE_IMAGES
+"""What `ws` (tests/ops/conftest.py) starts from: applied once per module."""
 
 
 def file_digest(path: Path) -> str:
@@ -81,7 +37,7 @@ def test_state_list_prints_a_table_of_every_image(ws: CliWorkspace) -> None:
     images = snapshot.images
     cost = {name: int(snapshot.artifacts[r.digest].cost) for name, r in images.items()}  # type: ignore[index]
 
-    lines = ok(ws, "state", "list").splitlines()
+    lines = ws.ok("state", "list").splitlines()
 
     assert lines == [
         "NAME  STATUS   MODEL  COST  DIGEST        OUTPUT",
@@ -94,13 +50,13 @@ def test_state_list_prints_a_table_of_every_image(ws: CliWorkspace) -> None:
 
 def test_state_list_filters_by_glob_and_prints_json(ws: CliWorkspace) -> None:
     """PATTERN is a glob over names; --json gives every column, the full digest included."""
-    assert [line.split()[0] for line in ok(ws, "state", "list", "?o*").splitlines()] == [
+    assert [line.split()[0] for line in ws.ok("state", "list", "?o*").splitlines()] == [
         "NAME",
         "dog",
     ]
-    assert ok(ws, "state", "list", "z*").splitlines() == ["No images in the state match z*."]
+    assert ws.ok("state", "list", "z*").splitlines() == ["No images in the state match z*."]
 
-    listed = json.loads(ok(ws, "state", "list", "--json", "[co]*"))
+    listed = json.loads(ws.ok("state", "list", "--json", "[co]*"))
 
     record = ws.images()["cat"]
     assert [item["name"] for item in listed] == ["cat", "owl"]
@@ -121,7 +77,7 @@ def test_state_show_names_key_artifact_store_path_and_provenance(ws: CliWorkspac
     artifact = ws.snapshot().artifacts[record.digest]
     stored = ws.store.path_for(record.digest).relative_to(ws.root)
 
-    lines = ok(ws, "state", "show", "dog").splitlines()
+    lines = ws.ok("state", "show", "dog").splitlines()
 
     assert lines[:3] == ["image:    dog", "status:   present", f"key:      {record.key}"]
     assert "protect:  false" in lines
@@ -136,7 +92,7 @@ def test_state_show_names_key_artifact_store_path_and_provenance(ws: CliWorkspac
         "  seed: 2",
     ]
 
-    shown = json.loads(ok(ws, "state", "show", "dog", "--json"))
+    shown = json.loads(ws.ok("state", "show", "dog", "--json"))
     assert shown["key"] == record.key
     assert shown["object_path"] == str(ws.root / stored)
     assert shown["object_present"] is True
@@ -170,7 +126,7 @@ def test_reading_commands_leave_the_state_file_untouched(ws: CliWorkspace) -> No
     before = file_digest(ws.state_path)
 
     for args in (("state", "list"), ("state", "show", "cat"), ("state", "pull"), ("show",)):
-        ok(ws, *args)
+        ws.ok(*args)
 
     assert file_digest(ws.state_path) == before
     assert sorted(p.name for p in ws.state_path.parent.glob("state.db*")) == ["state.db"]
@@ -184,7 +140,7 @@ def test_state_rm_forgets_an_image_but_keeps_its_object_and_file(
     assert record.digest is not None
     serial = ws.snapshot().serial
 
-    lines = ok(ws, "state", "rm", "cat").splitlines()
+    lines = ws.ok("state", "rm", "cat").splitlines()
 
     assert lines == [
         f"Removed cat from the state; its stored object {record.digest[:12]} and its output "
@@ -196,14 +152,14 @@ def test_state_rm_forgets_an_image_but_keeps_its_object_and_file(
     assert ws.store.verify(record.digest)
     assert file_digest(ws.root / "out" / "cat.png") == record.digest
 
-    plan = ok(ws, "plan").splitlines()
+    plan = ws.ok("plan").splitlines()
     assert "    = reuse    cat  flux" in plan
     assert (
         "Plan: 0 to create, 0 to replace, 1 to reuse, 0 to delete. Estimated cost: 0 credits."
         in plan
     )
 
-    ok(ws, *ws.apply_args())
+    ws.ok(*ws.apply_args())
     assert emulator.charges() == []
     assert ws.images()["cat"].digest == record.digest
     assert ws.output_problems() == []
@@ -216,7 +172,7 @@ def test_state_rm_of_several_names_is_one_transaction(ws: CliWorkspace) -> None:
     assert ws.run("state", "rm", "cat", "nope").returncode == ExitCode.INVALID_INPUT
     assert sorted(ws.images()) == ["cat", "dog", "owl"]
 
-    ok(ws, "state", "rm", "cat", "dog", "cat")
+    ws.ok("state", "rm", "cat", "dog", "cat")
     after = ws.snapshot()
     assert (sorted(after.images), after.serial) == (["owl"], serial + 1)
 
@@ -225,10 +181,10 @@ def test_state_mv_after_renaming_the_spec_leaves_nothing_to_do(ws: CliWorkspace)
     """Renamed in the spec and in the state, the image is up to date; its file stays put."""
     old = ws.images()["dog"]
     ws.specs(THREE_IMAGES.replace("dog:", "puppy:"))
-    assert "   ~> move     puppy  flux" in ok(ws, "plan").splitlines()  # without mv
+    assert "   ~> move     puppy  flux" in ws.ok("plan").splitlines()  # without mv
     serial = ws.snapshot().serial
 
-    lines = ok(ws, "state", "mv", "dog", "puppy").splitlines()
+    lines = ws.ok("state", "mv", "dog", "puppy").splitlines()
 
     assert lines == [
         f"Renamed dog to puppy in the state (serial {serial} -> {serial + 1}).",
@@ -238,7 +194,7 @@ def test_state_mv_after_renaming_the_spec_leaves_nothing_to_do(ws: CliWorkspace)
         "puppy (and of out/dog.png) if none does; dog, if a spec still names it, reuses the "
         "stored object at no cost.",
     ]
-    assert ok(ws, "plan").splitlines() == ["No changes. 3 images are up to date."]
+    assert ws.ok("plan").splitlines() == ["No changes. 3 images are up to date."]
     new = ws.images()["puppy"]
     assert (new.key, new.digest, new.output) == (old.key, old.digest, "out/dog.png")
     assert "dog" not in ws.images()
@@ -261,7 +217,7 @@ def test_state_mv_refuses_a_name_the_state_already_tracks(ws: CliWorkspace) -> N
 
 def test_state_writes_wait_for_the_lease(ws: CliWorkspace) -> None:
     """rm, mv and push write under the lease: held elsewhere, they exit 4, changing nothing."""
-    (ws.root / "state.json").write_text(ok(ws, "state", "pull"))
+    (ws.root / "state.json").write_text(ws.ok("state", "pull"))
     with StateStore.open(ws.state_path) as store:
         lease = acquire(store, "apply", timeout_s=0, identity=ELSEWHERE)
     try:
@@ -279,14 +235,14 @@ def test_state_writes_wait_for_the_lease(ws: CliWorkspace) -> None:
     finally:
         with StateStore.open(ws.state_path) as store:
             release(store, lease)
-    ok(ws, "state", "rm", "cat")
+    ws.ok("state", "rm", "cat")
 
 
 def test_without_a_state_nothing_is_tracked_and_no_state_is_created(
     workspace: CliWorkspace,
 ) -> None:
     """An empty workspace lists nothing, and rm/mv of any name is bad input, writing nothing."""
-    assert ok(workspace, "state", "list").splitlines() == ["No images in the state."]
+    assert workspace.ok("state", "list").splitlines() == ["No images in the state."]
     for args in (("state", "rm", "cat"), ("state", "mv", "cat", "dog"), ("state", "show", "cat")):
         assert workspace.run(*args).returncode == ExitCode.INVALID_INPUT
     assert not (workspace.root / "state").exists()

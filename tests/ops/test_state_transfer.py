@@ -8,72 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from ltx_reconcile.state.lease import ProcessIdentity, acquire, release
 from ltx_reconcile.state.store import StateStore
-from testing.workspace import CANARY_TOKEN, CliWorkspace
+from testing.workspace import CliWorkspace
 from tests.apply.specs import TWO_IMAGES
 
 ELSEWHERE = ProcessIdentity(pid=4242, host="build-runner-7", user="ci", start_token=None)
 TABLES = ["artifacts", "images", "journal", "pins", "spend", "uploads"]
 
 
-@pytest.fixture(scope="module")
-def applied_template(
-    tmp_path_factory: pytest.TempPathFactory, module_emulator: RunningEmulator
-) -> CliWorkspace:
-    """A workspace where cat and dog were applied once, to copy for each test."""
-    base = tmp_path_factory.mktemp("template")
-    ws = CliWorkspace.create(base, api_url=module_emulator.base_url, token=CANARY_TOKEN)
-    ws.specs(TWO_IMAGES)
-    run = ws.apply()
-    assert run.returncode == ExitCode.OK, run.stderr
-    return ws
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    if Path(src).name.startswith("state.db"):
-        shutil.copy2(src, dst)
-    else:
-        os.link(src, dst)
-
-
-@pytest.fixture
-def ws(
-    tmp_path: Path, emulator: RunningEmulator, applied_template: CliWorkspace
-) -> Iterator[CliWorkspace]:
-    """This test's own copy of the applied workspace."""
-    copy = CliWorkspace.create(tmp_path, api_url=emulator.base_url, token=CANARY_TOKEN)
-    shutil.copytree(
-        applied_template.root, copy.root, copy_function=_link_or_copy, dirs_exist_ok=True
-    )
-    try:
-        yield copy
-    finally:
-        copy.wait_all()
-    assert copy.places_holding(CANARY_TOKEN) == [], "the API token leaked"
-
-
-def ok(ws: CliWorkspace, *args: str) -> str:
-    """Run a command that must succeed; its stdout."""
-    run = ws.run(*args)
-    assert run.returncode == ExitCode.OK, run.stderr
-    return run.stdout
+APPLIED_SPECS = TWO_IMAGES
+"""What `ws` (tests/ops/conftest.py) starts from: applied once per module."""
 
 
 def pull(ws: CliWorkspace) -> dict[str, Any]:
     """`state pull`, parsed."""
-    document: dict[str, Any] = json.loads(ok(ws, "state", "pull"))
+    document: dict[str, Any] = json.loads(ws.ok("state", "pull"))
     return document
 
 
@@ -124,7 +81,7 @@ def test_pull_then_push_leaves_the_same_state_with_a_new_serial(ws: CliWorkspace
     """A round trip changes nothing but the serial (one more), and plan still finds no work."""
     before = pull(ws)
 
-    lines = ok(ws, "state", "push", write(ws, before)).splitlines()
+    lines = ws.ok("state", "push", write(ws, before)).splitlines()
 
     serial = before["serial"]
     assert lines == [
@@ -133,7 +90,7 @@ def test_pull_then_push_leaves_the_same_state_with_a_new_serial(ws: CliWorkspace
     ]
     after = pull(ws)
     assert after == {**before, "serial": serial + 1}
-    assert ok(ws, "plan").splitlines() == ["No changes. 2 images are up to date."]
+    assert ws.ok("plan").splitlines() == ["No changes. 2 images are up to date."]
     assert ws.integrity_check() == "ok"
 
 
@@ -141,7 +98,7 @@ def test_push_refuses_a_document_older_than_the_state_unless_forced(ws: CliWorks
     """Someone wrote the state since the pull: pushing would undo that, so exit 4; --force
     does it anyway."""
     old = write(ws, pull(ws))
-    ok(ws, "state", "rm", "cat")
+    ws.ok("state", "rm", "cat")
     serial = ws.snapshot().serial
 
     assert refused(ws, "state", "push", old, code=ExitCode.STATE) == [
@@ -152,7 +109,7 @@ def test_push_refuses_a_document_older_than_the_state_unless_forced(ws: CliWorks
     ]
     assert (sorted(ws.images()), ws.snapshot().serial) == (["dog"], serial)
 
-    ok(ws, "state", "push", "--force", old)
+    ws.ok("state", "push", "--force", old)
     assert (sorted(ws.images()), ws.snapshot().serial) == (["cat", "dog"], serial + 1)
 
 
@@ -168,7 +125,7 @@ def test_push_refuses_another_lineage_unless_forced(ws: CliWorkspace) -> None:
     )
     assert ws.snapshot().lineage == lineage
 
-    lines = ok(ws, "state", "push", "--force", foreign).splitlines()
+    lines = ws.ok("state", "push", "--force", foreign).splitlines()
     assert lines[-1] == (
         f"Its lineage is now 0d15ea5e-0000-4000-8000-000000000000 (was {lineage}); plans "
         "saved before are stale."
@@ -181,7 +138,7 @@ def test_push_restores_a_state_into_a_workspace_that_has_none(ws: CliWorkspace) 
     document = pull(ws)
     shutil.rmtree(ws.root / "state")
 
-    ok(ws, "state", "push", write(ws, document))
+    ws.ok("state", "push", write(ws, document))
 
     restored = pull(ws)
     assert restored == {**document, "serial": document["serial"] + 1}
@@ -203,7 +160,7 @@ def test_push_refuses_to_drop_journal_rows_and_says_why(ws: CliWorkspace) -> Non
     ]
     assert len(ws.journal()) == 2
 
-    lines = ok(ws, "state", "push", "--force", shorter).splitlines()
+    lines = ws.ok("state", "push", "--force", shorter).splitlines()
     assert lines[-1] == "Dropped 1 row of journal that the state had (--force)."
     assert [row.id for row in ws.journal()] == [first["id"]]
     with contextlib.closing(sqlite3.connect(ws.state_path)) as conn:
@@ -236,7 +193,7 @@ def test_push_takes_a_document_of_an_older_schema_forward(ws: CliWorkspace) -> N
         for row in tables["images"]
     ]
 
-    ok(ws, "state", "push", write(ws, {**document, "schema_version": 1, "tables": tables}))
+    ws.ok("state", "push", write(ws, {**document, "schema_version": 1, "tables": tables}))
 
     assert pull(ws) == {**document, "serial": document["serial"] + 1}
 
