@@ -13,6 +13,7 @@ from ltx_reconcile.cli import render
 from ltx_reconcile.cli.api import api_options, connect
 from ltx_reconcile.cli.app import CliApp
 from ltx_reconcile.cli.options import (
+    lock_timeout_option,
     open_workspace,
     plan_options,
     selection_options,
@@ -37,13 +38,7 @@ from ltx_reconcile.events import Reporter
     default=None,
     help="At most N jobs at once [default: $LTX_PARALLELISM, else the account's maxJobs].",
 )
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait for another apply's lock before giving up (exit 4).",
-)
+@lock_timeout_option()
 @click.option(
     "--max-cost",
     type=click.IntRange(min=0),

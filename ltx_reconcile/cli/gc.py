@@ -9,7 +9,7 @@ import click
 
 from ltx_reconcile.cli import render
 from ltx_reconcile.cli.app import CliApp
-from ltx_reconcile.cli.options import open_workspace, workspace_options
+from ltx_reconcile.cli.options import lock_timeout_option, open_workspace, workspace_options
 from ltx_reconcile.errors import ExitCode, UsageError
 from ltx_reconcile.gc import GcReport
 from ltx_reconcile.workspace import Workspace
@@ -37,13 +37,7 @@ from ltx_reconcile.workspace import Workspace
     default=None,
     help="Stop keeping DIGEST; gc collects it once no image uses it.",
 )
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="With --force, --pin or --unpin: seconds to wait for another command's lock (exit 4).",
-)
+@lock_timeout_option("--force, --pin or --unpin")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON document.")
 @click.pass_obj
 def gc(

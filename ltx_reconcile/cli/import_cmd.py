@@ -9,7 +9,7 @@ import click
 from ltx_reconcile.cli import render
 from ltx_reconcile.cli.api import api_options, connect
 from ltx_reconcile.cli.app import CliApp
-from ltx_reconcile.cli.options import open_workspace, workspace_options
+from ltx_reconcile.cli.options import lock_timeout_option, open_workspace, workspace_options
 from ltx_reconcile.errors import ExitCode
 from ltx_reconcile.importer import ImportResult
 from ltx_reconcile.outputs import OutputAction
@@ -25,13 +25,7 @@ from ltx_reconcile.outputs import OutputAction
     is_flag=True,
     help="Replace the image's current picture, or import a job that disagrees with the spec.",
 )
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait for another command's lock before giving up (exit 4).",
-)
+@lock_timeout_option()
 @click.pass_obj
 def import_(
     app: CliApp,

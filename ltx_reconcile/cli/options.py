@@ -158,3 +158,16 @@ def plan_options(
 ) -> PlanOptions:
     """The planner's options from the selection flags."""
     return PlanOptions(targets=targets, excludes=excludes, replace=replace)
+
+
+def lock_timeout_option(when: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--lock-timeout SECONDS` of a command that writes the state; `when` names the flags it
+    writes with (e.g. "--repair"), for commands that only read without them."""
+    prefix = f"With {when}: s" if when else "S"
+    return click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        show_default=True,
+        help=f"{prefix}econds to wait for another command's lock on the state (exit 4).",
+    )

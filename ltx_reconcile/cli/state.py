@@ -16,19 +16,13 @@ import click
 
 from ltx_reconcile.cli import render
 from ltx_reconcile.cli.app import CliApp
-from ltx_reconcile.cli.options import open_workspace, workspace_options
+from ltx_reconcile.cli.options import lock_timeout_option, open_workspace, workspace_options
 from ltx_reconcile.errors import ExitCode, UsageError
 from ltx_reconcile.inventory import ImageDetails, ImageSummary, Removal, RenamedImage
 from ltx_reconcile.state.transfer import PushResult, parse_document
 from ltx_reconcile.workspace import WorkspacePaths
 
-_LOCK_TIMEOUT = click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait for another command's lock on the state (exit 4).",
-)
+_LOCK_TIMEOUT = lock_timeout_option()
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 

@@ -10,7 +10,7 @@ import click
 
 from ltx_reconcile.cli import render
 from ltx_reconcile.cli.app import CliApp
-from ltx_reconcile.cli.options import open_workspace, workspace_options
+from ltx_reconcile.cli.options import lock_timeout_option, open_workspace, workspace_options
 from ltx_reconcile.errors import ExitCode
 from ltx_reconcile.verify import Done, Finding, Remedy, Repair, VerifyOutcome
 
@@ -23,13 +23,7 @@ from ltx_reconcile.verify import Done, Finding, Remedy, Repair, VerifyOutcome
     help="Do the free repairs: rebuild objects from output files, write missing output "
     "files from the store, move corrupt objects aside. Never overwrites a file you changed.",
 )
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="With --repair: seconds to wait for another command's lock (exit 4).",
-)
+@lock_timeout_option("--repair")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON document.")
 @click.pass_obj
 def verify(
