@@ -309,20 +309,38 @@ def _collect(stream: IO[bytes], log: StderrLog) -> None:
         log.lines.append((time.perf_counter(), raw.decode(errors="replace").rstrip("\n")))
 
 
-def run_apply(config: Config, workdir: Path, base_url: str, emulator_pid: int) -> Run:
+def bytecode_env(config: Config, pycache: Path) -> dict[str, str]:
+    """Our children's environment, with the package's bytecode compiled into `pycache`.
+
+    An installed copy runs from cached bytecode; a machine with PYTHONDONTWRITEBYTECODE=1
+    would recompile every module at each start, which is not what a user waits for.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    if config.client_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(config.client_path), env.get("PYTHONPATH")])
+        )
+    compile_package = (
+        "import compileall, os, ltx_reconcile; "
+        "compileall.compile_dir(os.path.dirname(ltx_reconcile.__file__), quiet=1)"
+    )
+    subprocess.run([sys.executable, "-c", compile_package], env=env, check=True)
+    return env
+
+
+def run_apply(
+    config: Config, workdir: Path, base_url: str, emulator_pid: int, base_env: dict[str, str]
+) -> Run:
     """Run the apply process; its exit code, wall time and CPU time (that process only)."""
     env = {
-        **os.environ,
+        **base_env,
         "USEAPI_TOKEN": TOKEN,
         "LTX_POLL_INTERVAL_S": repr(config.poll_interval_s),
         "NO_COLOR": "1",
     }
     for name in ("LTX_API_URL", "LTX_EMAIL", "LTX_PARALLELISM"):
         env.pop(name, None)
-    if config.client_path is not None:
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(config.client_path), env.get("PYTHONPATH")])
-        )
     command = [
         *client_command(config), "-C", str(workdir), "apply",
         "--api-url", base_url, "--auto-approve",
@@ -469,7 +487,8 @@ def bench(config: Config, tmp: Path) -> int:
     write_specs(workdir / "specs", config.images, config.files)
     emulator, base_url = start_emulator(config, tmp)
     try:
-        run = run_apply(config, workdir, base_url, emulator.pid)
+        env = bytecode_env(config, tmp / "pycache")
+        run = run_apply(config, workdir, base_url, emulator.pid, env)
         problems = check(config, run, workdir, base_url)
         jobs = control(base_url, "jobs")
         (tmp / "emulator-jobs.json").write_text(json.dumps(jobs))
