@@ -73,7 +73,7 @@ from ltx_reconcile.state.records import (
     StateSnapshot,
     Upload,
 )
-from ltx_reconcile.state.store import StateStore
+from ltx_reconcile.state.store import BaseStateStore
 from ltx_reconcile.state.worker import StateWorker
 from ltx_reconcile.store_protocol import ArtifactStoreProtocol
 from ltx_reconcile.watcher import JobWatcher
@@ -116,7 +116,7 @@ class Executor:
         self,
         *,
         client: ApiClient,
-        store: StateStore,
+        store: BaseStateStore,
         journal: Journal,
         worker: StateWorker,
         artifacts: ArtifactStoreProtocol,

@@ -42,7 +42,7 @@ from ltx_reconcile.state.records import (
     OutputStat,
     StateSnapshot,
 )
-from ltx_reconcile.state.store import StateStore
+from ltx_reconcile.state.store import BaseStateStore
 from ltx_reconcile.store_protocol import ArtifactStoreProtocol
 
 __all__ = [
@@ -183,7 +183,7 @@ def offer(source: str, *, root: Path, settings: Settings) -> Candidate | JobOffe
 
 
 def import_image(
-    store: StateStore,
+    store: BaseStateStore,
     artifacts: ArtifactStoreProtocol,
     *,
     root: Path,
@@ -253,7 +253,7 @@ class _Target:
         return record.digest
 
 
-def _refuse_journaled_job(store: StateStore, job_id: str) -> None:
+def _refuse_journaled_job(store: BaseStateStore, job_id: str) -> None:
     if job_id in Journal(store).known_job_ids():
         raise UsageError(
             f"job {job_id} is already in the journal: ltx-reconcile paid for it, so it is "
@@ -396,7 +396,7 @@ def _text_chunks(path: Path) -> dict[str, str]:
 
 
 def _adopt(
-    store: StateStore,
+    store: BaseStateStore,
     artifacts: ArtifactStoreProtocol,
     root: Path,
     target: _Target,

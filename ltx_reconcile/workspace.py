@@ -34,7 +34,7 @@ from ltx_reconcile.spec.image import ImageSpec
 from ltx_reconcile.spec.loader import Budget, LoadedSpecs, load_specs
 from ltx_reconcile.state.records import Lease, StateSnapshot
 from ltx_reconcile.state.snapshot import open_snapshot, read_spend_since
-from ltx_reconcile.state.store import StateStore
+from ltx_reconcile.state.store import BaseStateStore, StateStore
 from ltx_reconcile.store_protocol import S3_SCHEME, ArtifactStoreProtocol, open_store
 
 # Imported where they are used, not here: `plan` must not pay for what only apply and
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
         RenamedImage,
         StateSummary,
     )
+    from ltx_reconcile.state.postgres import PostgresStateStore
+    from ltx_reconcile.state.records import JournalEntry
     from ltx_reconcile.state.transfer import PushResult, StateDocument
     from ltx_reconcile.state.worker import StateWorker
     from ltx_reconcile.verify import VerifyOutcome
@@ -164,7 +166,64 @@ class Workspace:
 
     def snapshot(self) -> StateSnapshot:
         """The state as it is now, read-only (an empty snapshot when there is no state)."""
-        return StateStore.read_snapshot(self.paths.state)
+        if self.settings.state_url is None:
+            return StateStore.read_snapshot(self.paths.state)
+        with self._reading_postgres() as store:
+            return self._empty_snapshot() if store is None else store.snapshot()
+
+    # -- the state, on the backend the settings name: the file, or a PostgreSQL schema ----
+
+    def open_state(self) -> BaseStateStore:
+        """The state open for writing: `paths.state`, or the PostgreSQL state of
+        `settings.state_url` (in `settings.state_schema`). Every command that writes the
+        state opens it here. Created when missing; raises `StateError` and
+        `SchemaTooNewError` like the stores.
+        """
+        url = self.settings.state_url
+        if url is None:
+            return StateStore.open(self.paths.state)
+        return _postgres_store().open(url, schema=self._state_schema())
+
+    def has_state(self) -> bool:
+        """Whether the state exists yet (read-only: nothing is created)."""
+        if self.settings.state_url is None:
+            return self.paths.state.exists()
+        with self._reading_postgres() as store:
+            return store is not None
+
+    def state_display(self) -> str:
+        """The state's location for messages: the file relative to the root, or the
+        PostgreSQL server, database and schema (never a password)."""
+        if self.settings.state_url is None:
+            return str(self.paths.display(self.paths.state))
+        # Asked of the server, not cut from the URL: libpq may fill in the user, host and
+        # database from PG* variables, and the URL may hold a password.
+        return _postgres_store().location_of(self.settings.state_url, schema=self._state_schema())
+
+    def _state_schema(self) -> str:
+        from ltx_reconcile.state.postgres import DEFAULT_SCHEMA
+
+        return self.settings.state_schema or DEFAULT_SCHEMA
+
+    @contextlib.contextmanager
+    def _reading_postgres(self) -> Iterator[PostgresStateStore | None]:
+        """The PostgreSQL state open read-only, or None when it does not exist yet."""
+        url = self.settings.state_url
+        assert url is not None  # noqa: S101 - callers check
+        with _postgres_store().reading(url, schema=self._state_schema()) as store:
+            yield store
+
+    def _empty_snapshot(self) -> StateSnapshot:
+        return StateSnapshot(path=self.paths.state, lineage=None, serial=0)
+
+    def _latest_attempts(self) -> dict[str, JournalEntry]:
+        """Each image's newest journal entry (the gallery's `failed` status)."""
+        if self.settings.state_url is None:
+            from ltx_reconcile.state.snapshot import read_latest_attempts
+
+            return read_latest_attempts(self.paths.state)
+        with self._reading_postgres() as store:
+            return {} if store is None else store.latest_attempts()
 
     def plan(self, options: PlanOptions | None = None) -> Plan:
         """Diff the specs against the state. Writes nothing (a parse cache aside)."""
@@ -190,23 +249,13 @@ class Workspace:
         Not self.snapshot() for the file: open_snapshot reads an artifact's row only if the
         planner looks it up, which it does for few. Raises `StateError` like the stores.
         """
-        url = self.settings.state_url
-        if url is None:
+        if self.settings.state_url is None:
             with open_snapshot(self.paths.state) as snapshot:
                 yield snapshot, lambda since: read_spend_since(self.paths.state, since)
             return
-        try:
-            # Imported only for a PostgreSQL state: psycopg is an optional extra.
-            from ltx_reconcile.state.postgres import DEFAULT_SCHEMA, PostgresStateStore
-        except ImportError as err:
-            raise StateError(
-                f"a PostgreSQL state needs psycopg, which is not installed ({err})",
-                hint="pip install 'ltx-reconcile[postgres]'",
-            ) from err
-        schema = self.settings.state_schema or DEFAULT_SCHEMA
-        with PostgresStateStore.reading(url, schema=schema) as store:
+        with self._reading_postgres() as store:
             if store is None:
-                yield StateSnapshot(path=self.paths.state, lineage=None, serial=0), lambda _: 0.0
+                yield self._empty_snapshot(), lambda _: 0.0
             else:
                 yield store.snapshot(), store.spend_since
 
@@ -284,7 +333,7 @@ class Workspace:
 
         store = self.artifacts
         root = self.paths.root
-        if not repair or not self.paths.state.exists():
+        if not repair or not self.has_state():
             snapshot = self.snapshot()
             report = find_drift(snapshot, store, root)
             # Without a state there is no row to record: only corrupt objects to move aside.
@@ -344,9 +393,9 @@ class Workspace:
                 raise UsageError(f"{digest} is not pinned")
 
     def _require_state(self, command: str) -> None:
-        if not self.paths.state.exists():
+        if not self.has_state():
             raise StateError(
-                f"there is no state at {self.paths.display(self.paths.state)}",
+                f"there is no state at {self.state_display()}",
                 hint=f"`{command}` needs the state that records which objects are in use; "
                 "check -C, --state and --objects",
             )
@@ -357,11 +406,11 @@ class Workspace:
         For a holder that is gone without releasing it (another host, say). Raises
         `StateError` when there is no state, no lease, or `lock_id` is not the one held.
         """
-        if not self.paths.state.exists():
-            raise StateError(f"there is no state at {self.paths.display(self.paths.state)}")
+        if not self.has_state():
+            raise StateError(f"there is no state at {self.state_display()}")
         from ltx_reconcile.state.lease import force_unlock
 
-        with StateStore.open(self.paths.state) as store:
+        with self.open_state() as store:
             return force_unlock(store, lock_id)
 
     def gallery(self, out_dir: Path, plan_path: Path | None = None) -> GalleryPage:
@@ -380,7 +429,6 @@ class Workspace:
             render_page,
             write_page,
         )
-        from ltx_reconcile.state.snapshot import read_latest_attempts
 
         if out_dir.resolve().is_relative_to(self.paths.objects.resolve()):
             raise UsageError(
@@ -395,7 +443,7 @@ class Workspace:
         gallery = build_gallery(
             self.validate().images,
             snapshot,
-            attempts=read_latest_attempts(self.paths.state),
+            attempts=self._latest_attempts(),
             missing=missing,
             root=self.paths.root,
             plan=plan,
@@ -458,7 +506,7 @@ class Workspace:
         """
         from ltx_reconcile.inventory import remove_images, require_tracked
 
-        if not self.paths.state.exists():
+        if not self.has_state():
             require_tracked(self.snapshot(), names)
         with self.session(lock_timeout_s=lock_timeout_s, operation="state rm") as session:
             return remove_images(session.store, names)
@@ -470,7 +518,7 @@ class Workspace:
         """
         from ltx_reconcile.inventory import rename_image, require_tracked
 
-        if not self.paths.state.exists():
+        if not self.has_state():
             require_tracked(self.snapshot(), [old])
         with self.session(lock_timeout_s=lock_timeout_s, operation="state mv") as session:
             return rename_image(session.store, old, new)
@@ -480,12 +528,16 @@ class Workspace:
 
         Raises `StateError` when there is no state yet.
         """
-        from ltx_reconcile.state.transfer import read_document
+        from ltx_reconcile.state.transfer import read_document, read_postgres_document
 
-        document = read_document(self.paths.state)
+        if self.settings.state_url is None:
+            document = read_document(self.paths.state)
+        else:
+            _postgres_store()  # a clear error when psycopg is missing
+            document = read_postgres_document(self.settings.state_url, schema=self._state_schema())
         if document is None:
             raise StateError(
-                f"there is no state at {self.paths.display(self.paths.state)}; nothing to pull",
+                f"there is no state at {self.state_display()}; nothing to pull",
                 hint="`ltx-reconcile apply` creates it",
             )
         return document
@@ -510,10 +562,33 @@ class Workspace:
 
     def state_summary(self) -> StateSummary:
         """The state at a glance (images by status, spend, lineage, serial), read-only."""
-        from ltx_reconcile.inventory import summarise
-        from ltx_reconcile.state.transfer import read_document
+        from ltx_reconcile.inventory import StateSummary, summarise
 
-        return summarise(read_document(self.paths.state), self.paths.state)
+        if self.settings.state_url is None:
+            from ltx_reconcile.state.transfer import read_document
+
+            return summarise(read_document(self.paths.state), self.paths.state)
+        from collections import Counter
+
+        from ltx_reconcile.state.schema import SCHEMA_VERSION
+
+        with self._reading_postgres() as store:
+            if store is None:
+                return StateSummary(Path(self.state_display()), None, 0, None, {}, 0.0)
+            # One REPEATABLE READ transaction, so the counts and the spend agree.
+            with store.read_transaction():
+                snapshot = store.snapshot()
+                spent = store.total_spend()
+        statuses = Counter(record.status for record in snapshot.images.values())
+        return StateSummary(
+            path=Path(store.location),
+            lineage=snapshot.lineage,
+            serial=snapshot.serial,
+            # `reading` refuses any other version.
+            schema_version=SCHEMA_VERSION,
+            images_by_status=dict(sorted(statuses.items())),
+            spent=spent,
+        )
 
     def read_saved_plan(self, path: Path) -> tuple[Plan, str | None]:
         """A saved plan, to show, and why it is stale (None while `apply` would take it).
@@ -546,7 +621,7 @@ class Workspace:
         from ltx_reconcile.state.lease import DEFAULT_TTL_S, acquire, release
 
         ttl_s = DEFAULT_TTL_S if lease_ttl_s is None else lease_ttl_s
-        store = StateStore.open(self.paths.state)
+        store = self.open_state()
         try:
             lease = acquire(store, operation, timeout_s=lock_timeout_s, ttl_s=ttl_s)
             try:
@@ -561,7 +636,7 @@ class ApplySession:
     """A workspace whose state is open and leased: plan, then apply what was reviewed."""
 
     def __init__(
-        self, workspace: Workspace, store: StateStore, lease: Lease, lease_ttl_s: float
+        self, workspace: Workspace, store: BaseStateStore, lease: Lease, lease_ttl_s: float
     ) -> None:
         self.workspace = workspace
         self.store = store
@@ -730,6 +805,18 @@ class ApplySession:
                 run.cancel()
                 raise
             await asyncio.sleep(self._lease_ttl_s / 3)
+
+
+def _postgres_store() -> type[PostgresStateStore]:
+    """The PostgreSQL store class; psycopg is an optional extra, imported only for it."""
+    try:
+        from ltx_reconcile.state.postgres import PostgresStateStore
+    except ImportError as err:
+        raise StateError(
+            f"a PostgreSQL state needs psycopg, which is not installed ({err})",
+            hint="pip install 'ltx-reconcile[postgres]'",
+        ) from err
+    return PostgresStateStore
 
 
 def _budget_status(

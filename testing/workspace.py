@@ -12,6 +12,11 @@ secret never appeared in any of it:
     emulator.wait_for_charges(1)
     child.kill()
     assert ws.apply().returncode == ExitCode.OK
+
+The state is the file `state/state.db`, or, given `state_url` (and a `state_schema` of the
+test's own), a PostgreSQL state that every child is pointed at through `LTX_STATE_URL` and
+`LTX_STATE_SCHEMA`. The readers (`snapshot`, `journal`, `integrity_check`, ...) read
+whichever it is; `STATE_BACKENDS` names both for `pytest.mark.parametrize`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -32,7 +38,7 @@ from ltx_reconcile.artifacts import ArtifactStore, digest_bytes
 from ltx_reconcile.emulator.config import AccountConfig, EmulatorConfig
 from ltx_reconcile.emulator.ledger import LedgerEntry, LedgerKind
 from ltx_reconcile.state.records import ImageRecord, StateSnapshot
-from ltx_reconcile.state.store import StateStore
+from ltx_reconcile.state.store import BaseStateStore, StateStore
 from testing.emulator import fast_config
 from testing.tree import Tree, gen
 
@@ -40,6 +46,7 @@ __all__ = [
     "CANARY_TOKEN",
     "EMAIL",
     "FAST_CLIENT_ENV",
+    "STATE_BACKENDS",
     "TIME_SCALE",
     "CliWorkspace",
     "Finished",
@@ -64,6 +71,10 @@ TIME_SCALE: Final = 0.02
 """Emulated seconds per real second in `crash_test_config`: an 8 s flux job takes about
 160 ms (100 to 260 ms). Not smaller: artifact URLs live `url_ttl_s * TIME_SCALE` (72 s
 here), and the client treats a URL as expired 30 s before its end (contract 6)."""
+
+STATE_BACKENDS: Final = ("sqlite", "postgresql")
+"""The state backends a behaviour test runs on: parametrize the `state_backend` fixture
+(tests/conftest.py) indirectly with these."""
 
 _RUN_TIMEOUT_S: Final = 45.0
 _INHERITED_PREFIXES: Final = ("LTX_", "USEAPI_")
@@ -175,8 +186,13 @@ class CliWorkspace:
         api_url: str,
         token: str,
         env: Mapping[str, str] | None = None,
+        state_url: str | None = None,
+        state_schema: str | None = None,
     ) -> None:
         self.root = root
+        self.state_url = state_url
+        """A PostgreSQL state's URL; None for the state file."""
+        self.state_schema = state_schema
         self.scratch = scratch
         self.api_url = api_url
         self.token = token
@@ -189,13 +205,29 @@ class CliWorkspace:
 
     @classmethod
     def create(
-        cls, base: Path, *, api_url: str, token: str, env: Mapping[str, str] | None = None
+        cls,
+        base: Path,
+        *,
+        api_url: str,
+        token: str,
+        env: Mapping[str, str] | None = None,
+        state_url: str | None = None,
+        state_schema: str | None = None,
     ) -> CliWorkspace:
-        """A fresh workspace at `base/ws`, with its scratch space at `base/scratch`."""
+        """A fresh workspace at `base/ws`, with its scratch space at `base/scratch`; its
+        state on PostgreSQL at `state_url`, in `state_schema`, when given."""
         root, scratch = base / "ws", base / "scratch"
         for path in (root, scratch / "tmp", scratch / "logs"):
             path.mkdir(parents=True)
-        return cls(root, scratch=scratch, api_url=api_url, token=token, env=env)
+        return cls(
+            root,
+            scratch=scratch,
+            api_url=api_url,
+            token=token,
+            env=env,
+            state_url=state_url,
+            state_schema=state_schema,
+        )
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -215,6 +247,10 @@ class CliWorkspace:
         settings and a private TMPDIR; `changes` set (or, with None, remove) variables."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_PREFIXES)}
         env.update(self.extra_env)
+        if self.state_url is not None:
+            env["LTX_STATE_URL"] = self.state_url
+            if self.state_schema is not None:
+                env["LTX_STATE_SCHEMA"] = self.state_schema
         env["USEAPI_TOKEN"] = self.token
         env["TMPDIR"] = str(self.tmp)
         env["PYTHONUNBUFFERED"] = "1"
@@ -282,8 +318,53 @@ class CliWorkspace:
 
     @property
     def state_path(self) -> Path:
-        """The state database."""
+        """The state file (unused, and never created, with a PostgreSQL state)."""
         return self.root / "state" / "state.db"
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether the state is on PostgreSQL rather than in the file."""
+        return self.state_url is not None
+
+    @property
+    def state_location(self) -> str:
+        """The state as lock messages name it: the file's path, or the PostgreSQL server,
+        database and schema."""
+        if self.state_url is None:
+            return str(self.state_path)
+        from ltx_reconcile.state.postgres import PostgresStateStore
+
+        return PostgresStateStore.location_of(self.state_url, schema=self._schema)
+
+    @property
+    def state_display(self) -> str:
+        """The state as "there is no state at ..." names it: the file below the root."""
+        return "state/state.db" if self.state_url is None else self.state_location
+
+    def state_exists(self) -> bool:
+        """Whether a command has created the state (the file, or the PostgreSQL schema)."""
+        if self.state_url is None:
+            return self.state_path.exists()
+        with self._pg_connect() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self._schema,)
+            ).fetchone()
+        return row is not None
+
+    def open_state(self) -> BaseStateStore:
+        """The state open for writing with the product's own classes (creating it), to
+        leave behind what a killed process would: an open journal entry, a held lease."""
+        if self.state_url is None:
+            return StateStore.open(self.state_path)
+        from ltx_reconcile.state.postgres import PostgresStateStore
+
+        return PostgresStateStore.open(self.state_url, schema=self._schema)
+
+    @property
+    def _schema(self) -> str:
+        from ltx_reconcile.state.postgres import DEFAULT_SCHEMA
+
+        return self.state_schema or DEFAULT_SCHEMA
 
     @property
     def store(self) -> ArtifactStore:
@@ -292,7 +373,12 @@ class CliWorkspace:
 
     def snapshot(self) -> StateSnapshot:
         """The state, read without writing it."""
-        return StateStore.read_snapshot(self.state_path)
+        if self.state_url is None:
+            return StateStore.read_snapshot(self.state_path)
+        from ltx_reconcile.state.postgres import PostgresStateStore
+
+        snapshot = PostgresStateStore.read_snapshot(self.state_url, schema=self._schema)
+        return snapshot or StateSnapshot(path=self.state_path, lineage=None, serial=0)
 
     def images(self) -> dict[str, ImageRecord]:
         """Image name -> its record in the state."""
@@ -304,33 +390,64 @@ class CliWorkspace:
 
     def journal(self) -> list[JournalRow]:
         """Every journal entry, oldest first (none while there is no state yet)."""
-        if not self.state_path.exists():
-            return []
-        with contextlib.closing(self._connect()) as conn:
-            try:
-                rows = conn.execute(
-                    "SELECT id, key, image, attempt, reply_ref, job_id, state, extra_of "
-                    "FROM journal ORDER BY id"
-                ).fetchall()
-            except sqlite3.OperationalError as err:
-                if "no such table" not in str(err):
-                    raise
-                return []  # a child is creating the state right now
+        rows = self._query(
+            "SELECT id, key, image, attempt, reply_ref, job_id, state, extra_of "
+            "FROM journal ORDER BY id"
+        )
         return [JournalRow(*row) for row in rows]
 
     def integrity_check(self) -> str:
-        """SQLite's verdict on the state file: `ok` when its pages and its foreign keys
-        are sound."""
-        with contextlib.closing(self._connect()) as conn:
-            ((verdict,),) = conn.execute("PRAGMA integrity_check").fetchall()
-            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
-        return f"foreign key violations: {broken}" if broken else str(verdict)
+        """`ok` when the state is sound: for the file, SQLite's verdict on its pages and
+        its foreign keys; on PostgreSQL, which checks pages itself, that every digest the
+        images and the journal name has its artifact row."""
+        if self.state_url is None:
+            with contextlib.closing(self._connect()) as conn:
+                ((verdict,),) = conn.execute("PRAGMA integrity_check").fetchall()
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            return f"foreign key violations: {broken}" if broken else str(verdict)
+        broken = self._query(
+            "SELECT 'images', name FROM images WHERE digest IS NOT NULL "
+            "AND digest NOT IN (SELECT digest FROM artifacts) UNION ALL "
+            "SELECT 'journal', CAST(id AS TEXT) FROM journal WHERE digest IS NOT NULL "
+            "AND digest NOT IN (SELECT digest FROM artifacts)"
+        )
+        return f"foreign key violations: {broken}" if broken else "ok"
 
     def recorded_spend(self) -> dict[str, float]:
         """Job id -> credits the state's spend ledger holds for it, refunds deducted."""
-        with contextlib.closing(self._connect()) as conn:
-            rows = conn.execute("SELECT job_id, TOTAL(amount) FROM spend GROUP BY job_id")
-            return {job_id: total for job_id, total in rows if total}
+        rows = self._query("SELECT job_id, COALESCE(SUM(amount), 0) FROM spend GROUP BY job_id")
+        return {job_id: float(total) for job_id, total in rows if total}
+
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of one read of the state, on either backend; none while there is no
+        state yet, or while a child is still creating its tables."""
+        if self.state_url is None:
+            if not self.state_path.exists():
+                return []
+            with contextlib.closing(self._connect()) as conn:
+                try:
+                    return [tuple(row) for row in conn.execute(sql)]
+                except sqlite3.OperationalError as err:
+                    if "no such table" not in str(err):
+                        raise
+                    return []
+        import psycopg
+        from psycopg import sql as pg_sql
+
+        with self._pg_connect() as conn:
+            conn.execute(
+                pg_sql.SQL("SET search_path TO {}").format(pg_sql.Identifier(self._schema))
+            )
+            try:
+                return [tuple(row) for row in conn.execute(sql.encode())]
+            except psycopg.errors.UndefinedTable:
+                return []
+
+    def _pg_connect(self) -> AbstractContextManager[Any]:
+        import psycopg
+
+        assert self.state_url is not None
+        return psycopg.connect(self.state_url, autocommit=True)
 
     def _connect(self) -> sqlite3.Connection:
         # mode=rw with query_only, as the product's own reader: a read-only connection to

@@ -37,7 +37,7 @@ def workspace_options(func: F) -> F:
                 default=None,
                 callback=_state_location,
                 help="State database [default: state/state.db], or a PostgreSQL URL "
-                "(`plan` only, for now) [env: LTX_STATE_URL, LTX_STATE_SCHEMA].",
+                "shared by a team [env: LTX_STATE_URL, LTX_STATE_SCHEMA].",
             ),
             click.option(
                 "--objects",
@@ -135,18 +135,19 @@ def open_workspace(
     state_path: Path | None,
     objects_dir: Path | None,
     *,
-    postgres_ready: bool = False,
+    postgres_ready: bool = True,
 ) -> Workspace:
     """The workspace the flags describe, below the `-C` root.
 
-    Raises `UsageError` when the state is a PostgreSQL URL and the command is not
-    `postgres_ready` (all but `plan` and `validate`, for now): it must not use the file.
+    Every command takes a PostgreSQL state (`state pull` and `state push` refuse one in
+    the workspace). Raises `UsageError` when the state is a PostgreSQL URL and a command
+    says it is not `postgres_ready`: it must not use the file instead.
     """
     if app.settings.state_url is not None and not postgres_ready:
         ctx = click.get_current_context(silent=True)
         command = ctx.info_name if ctx is not None else "this command"
         raise UsageError(
-            f"`{command}` cannot use a PostgreSQL state yet; only `plan` and `validate` can",
+            f"`{command}` cannot use a PostgreSQL state yet",
             hint="run it without LTX_STATE_URL and without --state postgresql://…",
         )
     paths = WorkspacePaths.under(app.root, specs=specs_dir, state=state_path, objects=objects_dir)

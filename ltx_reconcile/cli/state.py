@@ -1,7 +1,8 @@
 """`ltx-reconcile state ...`: look into the state and edit it without touching SQLite by hand.
 
 `list`, `show` and `pull` only read (a snapshot; the serial does not move). `rm`, `mv` and
-`push` write, under the state's lease, in one transaction each.
+`push` write, under the state's lease, in one transaction each. `pull` from one backend and
+`push` to the other (`--state FILE`, `--state postgresql://…`) move a state between them.
 """
 
 from __future__ import annotations
@@ -158,8 +159,8 @@ def state_pull(
 ) -> int:
     """Print the whole state as a versioned JSON document (for a backup, or to edit).
 
-    Every table but the lease, with the state's lineage, serial and schema version.
-    Example:
+    Every table but the lease, with the state's lineage, serial and schema version, the
+    same from the state file and from PostgreSQL. Example:
 
         ltx-reconcile state pull > state.json
     """
@@ -193,15 +194,19 @@ def state_push(
     """Replace the state by a document from `state pull` (FILE, or - for stdin).
 
     Refuses another lineage, an older serial, or a document that drops journal rows
-    (records of paid jobs), unless --force. Example:
+    (records of paid jobs), unless --force; a state never written takes any document.
+    Example, moving the state file to a team's PostgreSQL:
 
-        ltx-reconcile state push state.json
+        ltx-reconcile state pull --state state/state.db > state.json
+
+        ltx-reconcile state push state.json --state postgresql://db.example/assets
     """
     workspace = open_workspace(app, specs_dir, state_path, objects_dir)
     source = "standard input" if str(file) == "-" else str(file)
     document = parse_document(_read(app.root, file), source)
     result = workspace.push_state(document, source=source, force=force, lock_timeout_s=lock_timeout)
-    _write_lines(render.stdout_console(), _push_lines(result, source, workspace.paths))
+    lines = _push_lines(result, source, workspace.state_display())
+    _write_lines(render.stdout_console(), lines)
     return ExitCode.OK
 
 
@@ -327,11 +332,10 @@ def _rename_lines(renamed: RenamedImage) -> list[str]:
     ]
 
 
-def _push_lines(result: PushResult, source: str, paths: WorkspacePaths) -> list[str]:
+def _push_lines(result: PushResult, source: str, where: str) -> list[str]:
     rows = ", ".join(f"{table} {count}" for table, count in sorted(result.rows.items()))
     lines = [
-        f"Pushed {source} to {paths.display(paths.state)}: serial "
-        f"{result.previous_serial} -> {result.serial}.",
+        f"Pushed {source} to {where}: serial {result.previous_serial} -> {result.serial}.",
         f"Rows now: {rows}.",
     ]
     if result.lineage != result.previous_lineage:

@@ -1,8 +1,13 @@
 """The lease: at most one process writes the state at a time.
 
-The lease is a single row in the state file (owner, pid, host, operation, heartbeat,
-expiry). Taking it is one `BEGIN IMMEDIATE` transaction that reads the row and replaces it,
-so two processes can never both win. A holder is presumed alive until shown otherwise:
+The lease is a single row in the state (owner, pid, host, operation, heartbeat, expiry),
+on either backend: one implementation of the rules, in SQL SQLite and PostgreSQL share.
+Taking it is one short critical section that reads the row and replaces it, so two
+processes can never both win. The store supplies the section (`_lease_section`, the one
+per-backend hook): on SQLite an ordinary write transaction, which `BEGIN IMMEDIATE`
+serialises; on PostgreSQL a transaction holding an advisory lock on the lease, which
+leaves the state's own writers alone (postgres.py). A holder is presumed alive until shown
+otherwise:
 
 - on the same host, a holder whose process is gone (no such pid, a zombie, or a pid now
   used by a process that started at another time) is taken over at once;
@@ -22,6 +27,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +36,7 @@ from typing import Final
 from ltx_reconcile.errors import StateError, StateLockedError
 from ltx_reconcile.state.codec import LEASE_COLUMNS, lease_from_row, lease_to_row
 from ltx_reconcile.state.records import Lease
-from ltx_reconcile.state.store import StateStore
+from ltx_reconcile.state.store import BaseStateStore
 
 __all__ = [
     "DEFAULT_TTL_S",
@@ -75,7 +81,7 @@ class ProcessIdentity:
 
 
 def acquire(
-    store: StateStore,
+    store: BaseStateStore,
     operation: str,
     *,
     timeout_s: float,
@@ -93,7 +99,7 @@ def acquire(
     """
     if store.in_transaction:
         raise StateError(
-            f"the lease on {store.path} must be taken outside any transaction",
+            f"the lease on {store.location} must be taken outside any transaction",
             hint="this is a bug in ltx-reconcile",
         )
     me = identity or ProcessIdentity.current()
@@ -105,13 +111,13 @@ def acquire(
             return lease
         remaining_s = deadline - clock()
         if remaining_s <= 0:
-            raise _locked_error(store.path, lease, timeout_s)
+            raise _locked_error(store.location, lease, timeout_s)
         sleep(min(poll_s, remaining_s))
         poll_s = min(poll_s * 2, _MAX_POLL_S)
 
 
 def heartbeat(
-    store: StateStore, lease: Lease, *, ttl_s: float = DEFAULT_TTL_S, clock: Clock = time.time
+    store: BaseStateStore, lease: Lease, *, ttl_s: float = DEFAULT_TTL_S, clock: Clock = time.time
 ) -> Lease:
     """Extend `lease` to `ttl_s` from now.
 
@@ -119,7 +125,7 @@ def heartbeat(
     over after it expired): the caller must stop writing at once.
     """
     now = clock()
-    with store.transaction():
+    with _section(store):
         updated = store._execute(
             "UPDATE lease SET heartbeat_at = ?, expires_at = ? WHERE id = 1 AND lock_id = ?",
             (now, now + ttl_s, lease.lock_id),
@@ -127,16 +133,16 @@ def heartbeat(
         holder = current_lease(store)
     if updated == 0 or holder is None:
         raise StateLockedError(
-            f"lost the lease {lease.lock_id} on {store.path}"
+            f"lost the lease {lease.lock_id} on {store.location}"
             + ("" if holder is None else f"; it is now held by {_describe(holder)}"),
             hint="another process may have changed the state; run the command again",
         )
     return holder
 
 
-def release(store: StateStore, lease: Lease) -> bool:
+def release(store: BaseStateStore, lease: Lease) -> bool:
     """Give the lease back; False (and nothing removed) if it was no longer ours."""
-    with store.transaction():
+    with _section(store):
         return (
             store._execute(
                 "DELETE FROM lease WHERE id = 1 AND lock_id = ?", (lease.lock_id,)
@@ -145,19 +151,19 @@ def release(store: StateStore, lease: Lease) -> bool:
         )
 
 
-def force_unlock(store: StateStore, lock_id: str) -> Lease:
+def force_unlock(store: BaseStateStore, lock_id: str) -> Lease:
     """Remove the lease with id `lock_id`, whoever holds it, and return what was removed.
 
     Raises `StateError` when no lease is held or `lock_id` is not the one held: the id
     guards against unlocking a lease that changed hands since the message was read.
     """
-    with store.transaction():
+    with _section(store):
         holder = current_lease(store)
         if holder is None:
-            raise StateError(f"no lease is held on {store.path}; nothing to unlock")
+            raise StateError(f"no lease is held on {store.location}; nothing to unlock")
         if holder.lock_id != lock_id:
             raise StateError(
-                f"lock id {lock_id} does not match the lease on {store.path}, "
+                f"lock id {lock_id} does not match the lease on {store.location}, "
                 f"held by {_describe(holder)} with lock id {holder.lock_id}",
                 hint="copy LOCK_ID from the latest lock message; the lease may have changed hands",
             )
@@ -165,17 +171,17 @@ def force_unlock(store: StateStore, lock_id: str) -> Lease:
         return holder
 
 
-def current_lease(store: StateStore) -> Lease | None:
+def current_lease(store: BaseStateStore) -> Lease | None:
     """The lease as it stands, or None when nobody holds it."""
     row = store._execute(f"SELECT {LEASE_COLUMNS} FROM lease WHERE id = 1").fetchone()  # noqa: S608 (constant columns)
     return None if row is None else lease_from_row(row)
 
 
 def _try_take(
-    store: StateStore, operation: str, ttl_s: float, now: float, me: ProcessIdentity
+    store: BaseStateStore, operation: str, ttl_s: float, now: float, me: ProcessIdentity
 ) -> tuple[bool, Lease]:
     """One atomic attempt: (True, our new lease) or (False, the holder that kept it)."""
-    with store.transaction():
+    with _section(store):
         holder = current_lease(store)
         if holder is not None and not _is_gone(holder, now, me):
             return False, holder
@@ -193,11 +199,25 @@ def _try_take(
         row = lease_to_row(lease)
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
+        # An upsert both databases speak (SQLite since 3.24), in place of INSERT OR REPLACE.
+        updates = ", ".join(f"{column} = excluded.{column}" for column in row if column != "id")
         store._execute(
-            f"INSERT OR REPLACE INTO lease ({columns}) VALUES ({marks})",  # noqa: S608 (our columns)
+            f"INSERT INTO lease ({columns}) VALUES ({marks}) "  # noqa: S608 (our columns)
+            f"ON CONFLICT (id) DO UPDATE SET {updates}",
             tuple(row.values()),
         )
         return True, lease
+
+
+def _section(store: BaseStateStore) -> AbstractContextManager[None]:
+    """The critical section of one lease read-and-write: the store's own, if it has one.
+
+    Lease writes go through `_execute` only, never `_write`, so the serial does not move.
+    """
+    section: Callable[[], AbstractContextManager[None]] | None = getattr(
+        store, "_lease_section", None
+    )
+    return store.transaction() if section is None else section()
 
 
 def _is_gone(holder: Lease, now: float, me: ProcessIdentity) -> bool:
@@ -255,9 +275,9 @@ def _describe(lease: Lease) -> str:
     return f"{lease.owner} (pid {lease.pid}, {lease.operation}, since {since})"
 
 
-def _locked_error(path: Path, holder: Lease, timeout_s: float) -> StateLockedError:
+def _locked_error(location: str, holder: Lease, timeout_s: float) -> StateLockedError:
     return StateLockedError(
-        f"state {path} is locked by {_describe(holder)}; waited {timeout_s:g} s",
+        f"state {location} is locked by {_describe(holder)}; waited {timeout_s:g} s",
         hint=(
             "wait for it to finish and try again; if that process is gone, run "
             f"`ltx-reconcile force-unlock {holder.lock_id}`"

@@ -17,6 +17,11 @@ Writers are serialised as SQLite's BEGIN IMMEDIATE serialises them: each outermo
 transaction first locks the one `meta` row, waiting at most `LOCK_TIMEOUT_S`. Reads outside
 a transaction run in one REPEATABLE READ transaction, so a snapshot is one serial.
 
+The lease (lease.py, the same rules as on SQLite) is the `lease` row of the schema. Its
+short read-and-replace sections (`_lease_section`) take a transaction-scoped advisory lock
+named for the schema instead of the `meta` row: two processes racing for the lease queue
+on it, while the holder's state writes never wait for someone polling for the lease.
+
 Importing this module needs psycopg 3 (the `postgres` extra). Connection strings follow
 libpq, so its environment variables (PGHOST, PGPASSWORD, ...) apply; the password never
 appears in `location` or in any message.
@@ -204,11 +209,7 @@ class PostgresStateStore(BaseStateStore):
 
     def __init__(self, conn: psycopg.Connection[TupleRow], schema: str, clock: Clock) -> None:
         """Use `PostgresStateStore.open`; this only wraps an already configured connection."""
-        info = conn.info
-        super().__init__(
-            f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname} (schema {schema})",
-            clock,
-        )
+        super().__init__(_location(conn, schema), clock)
         self._conn = conn
         self._schema = schema
 
@@ -266,6 +267,16 @@ class PostgresStateStore(BaseStateStore):
             conn.close()
 
     @classmethod
+    def location_of(cls, conninfo: str, *, schema: str = DEFAULT_SCHEMA) -> str:
+        """How messages name the state at `conninfo` (server, database, schema; never the
+        password), whether or not it exists yet. Raises `StateError` like `open`."""
+        conn = _connect(conninfo, _checked_schema(schema), read_only=True)
+        try:
+            return _location(conn, schema)
+        finally:
+            conn.close()
+
+    @classmethod
     def read_snapshot(cls, conninfo: str, *, schema: str = DEFAULT_SCHEMA) -> StateSnapshot | None:
         """The whole state at one serial, read only; None when there is no state yet."""
         with cls.reading(conninfo, schema=schema) as store:
@@ -291,6 +302,42 @@ class PostgresStateStore(BaseStateStore):
     def close(self) -> None:
         """Close the connection; the state stays on the server."""
         self._conn.close()
+
+    @contextlib.contextmanager
+    def read_transaction(self) -> Iterator[None]:
+        """Group reads (`snapshot`, `total_spend`, ...) so they all see one serial."""
+        if self.in_transaction:
+            yield
+            return
+        with self._read_transaction():
+            yield
+
+    def latest_attempts(self) -> dict[str, JournalEntry]:
+        """Each image's newest journal entry, by image address (snapshot.py's
+        `read_latest_attempts`, for the gallery)."""
+        sql_text = (
+            f"SELECT {JOURNAL_COLUMNS} FROM journal "  # noqa: S608 (constant)
+            "WHERE id IN (SELECT MAX(id) FROM journal GROUP BY image)"
+        )
+        return {row[2]: journal_entry_from_row(row) for row in self._execute(sql_text)}
+
+    @contextlib.contextmanager
+    def _lease_section(self) -> Iterator[None]:
+        """One lease read-and-write (lease.py): a transaction under the lease's advisory lock.
+
+        Not `transaction()`: that locks the `meta` row, and a process polling for the lease
+        would stall the holder's writes. The advisory lock ends with the transaction, so a
+        process killed inside the section (its connection gone) holds nothing.
+        """
+        try:
+            with self._conn.transaction():
+                self._conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    (f"ltx-reconcile lease {self._schema}",),
+                )
+                yield
+        except psycopg.Error as err:
+            raise self._state_error(err) from err
 
     @contextlib.contextmanager
     def _savepoint(self) -> Iterator[None]:
@@ -497,6 +544,11 @@ def _connect(
         conn.close()
         raise StateError(f"cannot use the PostgreSQL state: {_message(err)}") from err
     return conn
+
+
+def _location(conn: psycopg.Connection[TupleRow], schema: str) -> str:
+    info = conn.info
+    return f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname} (schema {schema})"
 
 
 def _message(err: psycopg.Error) -> str:

@@ -1,16 +1,20 @@
 """Two applies on one workspace: the lease lets one write at a time, and a dead holder's
-lease is taken over at once."""
+lease is taken over at once. Every test runs on the state file and on a PostgreSQL state."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
+
 from ltx_reconcile.emulator.config import FaultConfig, FaultKind, FaultRule
 from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from testing.emulator import wait_until
-from testing.workspace import CliWorkspace
+from testing.workspace import STATE_BACKENDS, CliWorkspace
 from tests.apply.specs import THREE_IMAGES
+
+pytestmark = pytest.mark.parametrize("state_backend", STATE_BACKENDS, indirect=True)
 
 
 def test_a_second_apply_waits_with_lock_timeout_or_exits_4_naming_the_holder(
@@ -31,7 +35,8 @@ def test_a_second_apply_waits_with_lock_timeout_or_exits_4_naming_the_holder(
     assert holder.process.poll() is None, "the holder finished before the refusal was tested"
     assert refused.returncode == ExitCode.STATE
     assert re.search(
-        rf"Error: state \S+state\.db is locked by \S+@\S+ \(pid {holder.pid}, apply, since ",
+        rf"Error: state {re.escape(workspace.state_location)} is locked by \S+@\S+ "
+        rf"\(pid {holder.pid}, apply, since ",
         refused.stderr,
     ), refused.stderr
     assert "ltx-reconcile force-unlock" in refused.stderr

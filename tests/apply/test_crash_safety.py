@@ -18,7 +18,7 @@ from ltx_reconcile.emulator.config import FaultConfig, FaultKind, FaultRule
 from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from testing.emulator import wait_until
-from testing.workspace import CliWorkspace, Finished
+from testing.workspace import STATE_BACKENDS, CliWorkspace, Finished
 
 CAST = """
     defaults:
@@ -131,6 +131,7 @@ def test_apply_killed_at_seeded_random_instants_resumes_without_paying_twice(
     assert_converged(workspace, emulator)
 
 
+@pytest.mark.parametrize("state_backend", STATE_BACKENDS, indirect=True)
 def test_apply_killed_between_create_accepted_and_answer_read_adopts_the_jobs(
     workspace: CliWorkspace, emulator: RunningEmulator
 ) -> None:

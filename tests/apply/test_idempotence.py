@@ -1,10 +1,20 @@
-"""Apply is idempotent: what the state already holds is never paid for again."""
+"""Apply is idempotent: what the state already holds is never paid for again.
+
+Every test runs on the state file and on a PostgreSQL state.
+"""
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
+
 from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
-from testing.workspace import CliWorkspace
+from testing.workspace import STATE_BACKENDS, CliWorkspace
+from tests.s3.bucket import BucketView
+
+pytestmark = pytest.mark.parametrize("state_backend", STATE_BACKENDS, indirect=True)
 
 THREE_IMAGES = """
     defaults:
@@ -139,3 +149,31 @@ def test_a_saved_plan_is_read_from_the_workspace_directory_not_the_current_one(
     assert run.returncode == ExitCode.OK, run.stderr
     assert "Apply complete: 3 generated" in run.stdout
     assert len(emulator.charges()) == 3
+
+
+@pytest.mark.parametrize("artifact_store", ["s3"], indirect=True)
+def test_on_an_s3_store_each_image_is_paid_once_across_reapply_rename_and_a_wiped_cache(
+    workspace: CliWorkspace, emulator: RunningEmulator, artifact_store: BucketView
+) -> None:
+    """The bucket gets every object; a second apply, a rename, and an apply after the local
+    cache is gone all find what the bucket holds and pay nothing more."""
+    workspace.specs(THREE_IMAGES)
+    applied(workspace)
+    charges = emulator.charges()
+    digests = sorted(str(record.digest) for record in workspace.images().values())
+
+    second = applied(workspace)
+    workspace.specs(THREE_IMAGES.replace("  cat:", "  kitten:"))
+    renamed = applied(workspace)
+    shutil.rmtree(workspace.root / "state" / "objects")
+    after_wipe = applied(workspace)
+
+    assert len(charges) == 3
+    assert artifact_store.digests() == digests
+    assert second.splitlines() == ["No changes. 3 images are up to date."]
+    assert "0 generated, 0 reused, 1 moved" in renamed
+    assert after_wipe.splitlines() == ["No changes. 3 images are up to date."]
+    assert emulator.ledger() == charges
+    assert workspace.net_charges_by_key(emulator.ledger()) == dict.fromkeys(
+        workspace.image_keys(), 1
+    )

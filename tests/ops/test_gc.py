@@ -3,18 +3,22 @@
 Objects become unreachable the way users make them so: a prompt changes and apply pays for
 the new picture. The roots a test needs beyond images (an open journal entry, a lease held
 by another process) are written with the state's own classes, as a killed apply leaves them.
+Every test runs on the state file and on a PostgreSQL state.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from ltx_reconcile.artifacts import ArtifactStore
 from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from ltx_reconcile.state.journal import Journal
 from ltx_reconcile.state.lease import acquire, release
-from ltx_reconcile.state.store import StateStore
-from testing.workspace import EMAIL, CliWorkspace
+from testing.workspace import EMAIL, STATE_BACKENDS, CliWorkspace
+from tests.s3.bucket import STORE_BACKENDS, BucketView
+
+pytestmark = pytest.mark.parametrize("state_backend", STATE_BACKENDS, indirect=True)
 
 CAT = """
     images:
@@ -50,28 +54,32 @@ def orphaned(workspace: CliWorkspace) -> str:
     return first
 
 
-def object_line(workspace: CliWorkspace, digest: str) -> str:
+def object_line(digest: str, size: int) -> str:
     """The line gc prints for an object of a flux image that cost 28 credits."""
-    size = workspace.store.size(digest)
     return f"  {digest}  {size:,} bytes  28 credits  flux"
 
 
+@pytest.mark.parametrize("artifact_store", STORE_BACKENDS, indirect=True)
 def test_gc_lists_an_orphaned_object_with_its_size_and_credits_and_deletes_it_when_forced(
-    workspace: CliWorkspace, emulator: RunningEmulator, orphaned: str
+    workspace: CliWorkspace,
+    emulator: RunningEmulator,
+    artifact_store: ArtifactStore | BucketView,  # before `orphaned`: its applies use the store
+    orphaned: str,
 ) -> None:
-    """The dry run deletes nothing; --force deletes the object, keeps its row; verify is clean."""
-    size = workspace.store.size(orphaned)
+    """The dry run deletes nothing; --force deletes the object (from the bucket, on S3),
+    keeps its row; verify is clean."""
+    size = artifact_store.size(orphaned)
 
     dry = workspace.run("gc")
 
     assert dry.returncode == ExitCode.OK, dry.stderr
     assert dry.stdout.splitlines() == [
         f"1 unreachable object: {size:,} bytes, 28 credits paid for it.",
-        object_line(workspace, orphaned),
+        object_line(orphaned, size),
         "Kept 1: 1 used by an image.",
         DRY_RUN_LINE,
     ]
-    assert workspace.store.contains(orphaned)
+    assert artifact_store.contains(orphaned)
 
     forced = workspace.run("gc", "--force")
 
@@ -79,7 +87,7 @@ def test_gc_lists_an_orphaned_object_with_its_size_and_credits_and_deletes_it_wh
     assert forced.stdout.splitlines()[0] == (
         f"Deleted 1 unreachable object: {size:,} bytes, 28 credits paid for it."
     )
-    assert not workspace.store.contains(orphaned)
+    assert not artifact_store.contains(orphaned)
     assert orphaned in workspace.snapshot().artifacts
     check = workspace.run("verify")
     assert check.returncode == ExitCode.OK, check.stdout
@@ -100,7 +108,7 @@ def test_gc_never_deletes_what_an_open_journal_entry_may_need(
     """An open entry keeps its key's stored artifact, and unrecorded objects (its download)."""
     old_key = workspace.snapshot().artifacts[orphaned].key
     stray = workspace.store.put_bytes(b"a download stored just before a kill").digest
-    with StateStore.open(workspace.state_path) as store:
+    with workspace.open_state() as store:
         Journal(store).record_intent(old_key, "cat", EMAIL, {"prompt": "x"}, "0" * 64)
 
     dry = workspace.run("gc")
@@ -160,7 +168,7 @@ def test_gc_force_deletes_nothing_while_another_process_holds_the_lease(
     workspace: CliWorkspace, stray: str
 ) -> None:
     """A live holder of the lease (an apply) makes gc --force exit 4 without deleting."""
-    with StateStore.open(workspace.state_path) as store:
+    with workspace.open_state() as store:
         lease = acquire(store, "apply", timeout_s=0)
         try:
             run = workspace.run("gc", "--force")
@@ -168,18 +176,18 @@ def test_gc_force_deletes_nothing_while_another_process_holds_the_lease(
             release(store, lease)
 
     assert run.returncode == ExitCode.STATE
-    assert f"Error: state {workspace.state_path} is locked by " in run.stderr
+    assert f"Error: state {workspace.state_location} is locked by " in run.stderr
     assert workspace.store.contains(stray)
 
 
 def test_gc_without_a_state_refuses_rather_than_call_everything_garbage(
     workspace: CliWorkspace,
 ) -> None:
-    """With no state file, nothing says what is in use: gc exits 4 and deletes nothing."""
+    """With no state, nothing says what is in use: gc exits 4 and deletes nothing."""
     digest = workspace.store.put_bytes(b"an object from somewhere").digest
 
     run = workspace.run("gc", "--force")
 
     assert run.returncode == ExitCode.STATE
-    assert "Error: there is no state at state/state.db" in run.stderr
+    assert f"Error: there is no state at {workspace.state_display}" in run.stderr
     assert workspace.store.contains(digest)

@@ -1,4 +1,7 @@
-"""`ltx-reconcile import`: adopting an existing file or a finished job costs nothing, once."""
+"""`ltx-reconcile import`: adopting an existing file or a finished job costs nothing, once.
+
+Every test runs on the state file and on a PostgreSQL state.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,15 @@ from ltx_reconcile.emulator.config import (
 from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from testing.emulator import api_client, fetch, tiny_image, wait_for_status, wait_until
-from testing.workspace import CANARY_TOKEN, EMAIL, CliWorkspace, crash_test_config
+from testing.workspace import (
+    CANARY_TOKEN,
+    EMAIL,
+    STATE_BACKENDS,
+    CliWorkspace,
+    crash_test_config,
+)
+
+pytestmark = pytest.mark.parametrize("state_backend", STATE_BACKENDS, indirect=True)
 
 CAT = """
     images:
@@ -239,7 +250,7 @@ def test_an_unknown_image_name_is_refused_with_the_nearest_name(
         'Error: no image "kat" in the specs (did you mean "cat"?)',
         "hint: `ltx-reconcile plan` lists every image address",
     ]
-    assert not workspace.state_path.exists()
+    assert not workspace.state_exists()
 
 
 @pytest.mark.parametrize(
@@ -264,7 +275,7 @@ def test_a_file_that_is_not_a_png_jpeg_or_webp_image_is_refused(
 
     assert run.returncode == ExitCode.INVALID_INPUT
     assert _error_lines(run)[0] == error
-    assert not workspace.state_path.exists()
+    assert not workspace.state_exists()
     assert not (workspace.root / "out").exists()
 
 

@@ -2,6 +2,7 @@
 
 Every command is a real child process against the module's emulator; the damage is done
 to real files between commands, as a disk, a user or a fresh CI checkout would do it.
+Every test runs on the state file and on a PostgreSQL state.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from ltx_reconcile.state.records import OutputStat
-from testing.workspace import CliWorkspace
+from testing.workspace import STATE_BACKENDS, CliWorkspace
+
+pytestmark = pytest.mark.parametrize("state_backend", STATE_BACKENDS, indirect=True)
 
 THREE_IMAGES = """
     images:
@@ -161,7 +166,7 @@ def test_an_object_rotted_in_place_is_priced_and_moved_aside(
 def test_a_fresh_runner_rebuilds_the_store_from_out_at_no_cost(
     workspace: CliWorkspace, emulator: RunningEmulator
 ) -> None:
-    """With only state.db and out/ (a clone), plan points at repair, which restores all free."""
+    """With only the state and out/ (a clone), plan points at repair, which restores all free."""
     digests = applied(workspace)
     charges = emulator.charges()
     shutil.rmtree(workspace.root / "state" / "objects")

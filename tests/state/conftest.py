@@ -9,7 +9,6 @@ take `state_path` alone and stay SQLite-only.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,32 +20,13 @@ import pytest
 from ltx_reconcile.state.records import StateSnapshot
 from ltx_reconcile.state.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from ltx_reconcile.state.store import BaseStateStore, StateStore
-from testing.postgres import PostgresServer, PostgresUnavailable
+from testing.postgres import PostgresServer
 
 
 @pytest.fixture
 def state_path(tmp_path: Path) -> Path:
     """Where the state file goes; the directory does not exist yet."""
     return tmp_path / "state" / "state.db"
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL server per test process; each test takes its own schema.
-
-    Skipped, saying why, when no server can be started here; under CI that is a failure.
-    """
-    try:
-        import psycopg  # noqa: F401 (the `postgres` extra must be installed)
-
-        server = PostgresServer.start()
-    except (ImportError, PostgresUnavailable) as err:
-        reason = f"no PostgreSQL server for the state tests: {err}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI must not skip them)")
-        pytest.skip(reason)
-    yield server
-    server.stop()
 
 
 class SqliteBackend:

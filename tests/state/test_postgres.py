@@ -231,13 +231,17 @@ def test_plan_with_a_postgresql_url_for_state_creates_nothing(cli, backend):
     assert not cli.state_path.exists()
 
 
-def test_commands_that_cannot_use_postgresql_yet_refuse_rather_than_use_the_file(cli, backend):
-    """apply with a PostgreSQL state must not quietly write state/state.db; validate runs."""
-    run = cli.run(*cli.apply_args(), env=cli.environment(LTX_STATE_URL=backend.server.url))
-    assert run.returncode == ExitCode.INVALID_INPUT
-    assert "`apply` cannot use a PostgreSQL state yet; only `plan` and `validate` can" in run.stderr
+def test_a_writing_command_uses_the_postgresql_state_never_the_file(cli, backend):
+    """force-unlock on a PostgreSQL state that does not exist names it, and creates neither
+    the schema nor state/state.db; validate runs."""
+    env = cli.environment(LTX_STATE_URL=backend.server.url, LTX_STATE_SCHEMA=backend.schema)
+    run = cli.run("force-unlock", "anything", env=env)
+    assert run.returncode == ExitCode.STATE
+    assert f"there is no state at postgresql://ltx@127.0.0.1:{backend.server.port}/" in run.stderr
+    assert f"(schema {backend.schema})" in run.stderr
+    assert not backend.exists()
     assert not (cli.root / "state").exists()
-    validated = cli.run("validate", env=cli.environment(LTX_STATE_URL=backend.server.url))
+    validated = cli.run("validate", env=env)
     assert validated.returncode == ExitCode.OK, validated.stderr
 
 
