@@ -309,14 +309,17 @@ def _collect(stream: IO[bytes], log: StderrLog) -> None:
         log.lines.append((time.perf_counter(), raw.decode(errors="replace").rstrip("\n")))
 
 
-def bytecode_env(config: Config, pycache: Path) -> dict[str, str]:
-    """Our children's environment, with the package's bytecode compiled into `pycache`.
+def bytecode_env(config: Config) -> dict[str, str]:
+    """Our children's environment, with the package's bytecode compiled beside its sources.
 
     An installed copy runs from cached bytecode; a machine with PYTHONDONTWRITEBYTECODE=1
-    would recompile every module at each start, which is not what a user waits for.
+    would recompile the package at each start, which is not what a user waits for. The
+    bytecode goes where Python looks by default (the package's `__pycache__/`, ignored by
+    git): a PYTHONPYCACHEPREFIX would hide the dependencies' own compiled files too, and
+    the measured apply would compile all of them.
     """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE",)}
+    env.pop("PYTHONPYCACHEPREFIX", None)
     if config.client_path is not None:
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(config.client_path), env.get("PYTHONPATH")])
@@ -487,7 +490,7 @@ def bench(config: Config, tmp: Path) -> int:
     write_specs(workdir / "specs", config.images, config.files)
     emulator, base_url = start_emulator(config, tmp)
     try:
-        env = bytecode_env(config, tmp / "pycache")
+        env = bytecode_env(config)
         run = run_apply(config, workdir, base_url, emulator.pid, env)
         problems = check(config, run, workdir, base_url)
         jobs = control(base_url, "jobs")
