@@ -172,3 +172,21 @@ def lock_timeout_option(when: str = "") -> Callable[[Callable[..., Any]], Callab
         show_default=True,
         help=f"{prefix}econds to wait for another command's lock on the state (exit 4).",
     )
+
+
+def format_options(format_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--format human|json|markdown` and its `--json` shorthand, as plan and show take them."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(
+            command
+        )
+        return click.option(
+            "--format",
+            "output_format",
+            type=click.Choice(["human", "json", "markdown"]),
+            default="human",
+            help=format_help,
+        )(command)
+
+    return decorate

@@ -10,6 +10,7 @@ from ltx_reconcile import __version__
 from ltx_reconcile.cli import render
 from ltx_reconcile.cli.app import CliApp
 from ltx_reconcile.cli.options import (
+    format_options,
     open_workspace,
     plan_options,
     selection_options,
@@ -21,14 +22,7 @@ from ltx_reconcile.errors import ExitCode
 @click.command()
 @workspace_options
 @selection_options
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["human", "json", "markdown"]),
-    default="human",
-    help="human (default), json (the versioned plan document) or markdown (a PR comment).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@format_options("human (default), json (the versioned plan document) or markdown (a PR comment).")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),

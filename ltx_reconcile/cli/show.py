@@ -14,7 +14,7 @@ import click
 from ltx_reconcile import __version__
 from ltx_reconcile.cli import render
 from ltx_reconcile.cli.app import CliApp
-from ltx_reconcile.cli.options import open_workspace, workspace_options
+from ltx_reconcile.cli.options import format_options, open_workspace, workspace_options
 from ltx_reconcile.errors import ExitCode, UsageError
 from ltx_reconcile.inventory import StateSummary
 from ltx_reconcile.workspace import WorkspacePaths
@@ -24,14 +24,9 @@ from ltx_reconcile.workspace import WorkspacePaths
 # Not `exists=True`: PLANFILE is read below the -C root, as `apply PLANFILE` reads it.
 @click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @workspace_options
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["human", "json", "markdown"]),
-    default="human",
-    help="human (default), json (the plan document, or the summary) or markdown (a plan only).",
+@format_options(
+    "human (default), json (the plan document, or the summary) or markdown (a plan only)."
 )
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_obj
 def show(
     app: CliApp,

@@ -19,21 +19,10 @@ from ltx_reconcile.emulator.server import RunningEmulator
 from ltx_reconcile.errors import ExitCode
 from ltx_reconcile.state.records import OutputStat
 from testing.workspace import STATE_BACKENDS, CliWorkspace
+from tests.apply.specs import THREE_IMAGES
 
 pytestmark = pytest.mark.parametrize("state_backend", STATE_BACKENDS, indirect=True)
 
-THREE_IMAGES = """
-    images:
-      cat:
-        prompt: a cat on a windowsill
-        seed: 1
-      dog:
-        prompt: a dog in the snow
-        seed: 2
-      owl:
-        prompt: an owl at dusk
-        seed: 3
-"""
 
 REPAIR_HINT = "Run `ltx-reconcile verify --repair` to do the free repairs."
 
