@@ -694,7 +694,9 @@ class Executor:
             protect=spec.protect,
         )
         await self._db(self._record_image, record, change.moved_from)
-        if change.moved_from is not None and previous is not None:
+        if previous is not None and not same_file:
+            # Renamed, or its `output` moved: the old file is no image's any more (and is
+            # removed only if it is still as we wrote it).
             await asyncio.to_thread(
                 remove_output,
                 self._root / previous.output,

@@ -325,10 +325,11 @@ def _rename_lines(renamed: RenamedImage) -> list[str]:
         f"Renamed {old} to {new} in the state (serial {renamed.serial_before} -> "
         f"{renamed.serial_after}).",
         f"Its output file {renamed.output} was not moved: the state records it as {new}'s "
-        "output, and the next plan leaves it there.",
-        f"Next plan: no change for {new} if a spec names it with the same inputs, a delete "
-        f"of {new} (and of {renamed.output}) if none does; {old}, if a spec still names it, "
-        "reuses the stored object at no cost.",
+        "output until the next apply.",
+        f"Next plan: for {new}, if a spec names it with the same inputs, no change, or a free "
+        f"move of {renamed.output} to the output the spec names; a delete of {new} (and of "
+        f"{renamed.output}) if none does; {old}, if a spec still names it, reuses the stored "
+        "object at no cost.",
     ]
 
 

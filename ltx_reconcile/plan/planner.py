@@ -224,6 +224,13 @@ class _Planner:
         changed: tuple[FieldChange, ...] = ()
         if record is not None and action in (Action.REPLACE, Action.BLOCKED):
             changed = _changed_fields(record.inputs, inputs)
+        reuse_digest = decision.reuse_digest
+        if action is Action.NOOP and record is not None and record.output != image.output:
+            # The same picture, wanted at another path: free, like a rename.
+            action = Action.MOVE
+            reason = "its output file moves; same inputs, nothing to pay"
+            reuse_digest = record.digest
+            changed = (FieldChange("output", record.output, image.output),)
         protect_update = None
         if action is Action.NOOP and record is not None and record.protect != image.protect:
             # Metadata only: apply rewrites the state row, so a later delete sees the setting.
@@ -244,7 +251,7 @@ class _Planner:
             output=image.output,
             source=str(image.source),
             moved_from=decision.moved_from,
-            reuse_digest=decision.reuse_digest,
+            reuse_digest=reuse_digest,
             reuse_of=decision.reuse_of,
             depends_on=waits_for,
             seed_derived=image.seed_derived,

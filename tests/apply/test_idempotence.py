@@ -109,6 +109,32 @@ def test_renaming_an_image_moves_its_file_and_pays_nothing(
     assert workspace.output_problems() == []
 
 
+def test_changing_an_images_output_moves_its_file_and_pays_nothing(
+    workspace: CliWorkspace, emulator: RunningEmulator
+) -> None:
+    """A new `output` for the same inputs is a free move: plan says so (it said "No
+    changes." and left the file at the old path), apply puts the file at the new path and
+    removes the old one, and no job is sent."""
+    workspace.specs(THREE_IMAGES)
+    applied(workspace)
+    cat_bytes = workspace.output_bytes("cat")
+    workspace.specs(
+        THREE_IMAGES.replace("seed: 1\n", "seed: 1\n        output: art/cat-on-sill.png\n")
+    )
+
+    planned = workspace.run("plan")
+    stdout = applied(workspace)
+
+    assert '~ output: "out/cat.png" -> "art/cat-on-sill.png"' in planned.stdout, planned.stdout
+    assert "0 generated, 0 reused, 1 moved" in stdout
+    assert len(emulator.charges()) == 3
+    assert (workspace.root / "art" / "cat-on-sill.png").read_bytes() == cat_bytes
+    assert not (workspace.root / "out" / "cat.png").exists()
+    assert workspace.images()["cat"].output == "art/cat-on-sill.png"
+    assert workspace.output_problems() == []
+    assert workspace.run("plan").stdout.splitlines() == ["No changes. 3 images are up to date."]
+
+
 def test_two_images_with_identical_inputs_are_paid_for_once(
     workspace: CliWorkspace, emulator: RunningEmulator
 ) -> None:

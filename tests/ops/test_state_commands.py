@@ -178,7 +178,8 @@ def test_state_rm_of_several_names_is_one_transaction(ws: CliWorkspace) -> None:
 
 
 def test_state_mv_after_renaming_the_spec_leaves_nothing_to_do(ws: CliWorkspace) -> None:
-    """Renamed in the spec and in the state, the image is up to date; its file stays put."""
+    """Renamed in the spec and in the state, the image keeps its record; its file moves to
+    the new name's output at the next apply, free."""
     old = ws.images()["dog"]
     ws.specs(THREE_IMAGES.replace("dog:", "puppy:"))
     assert "   ~> move     puppy  flux" in ws.ok("plan").splitlines()  # without mv
@@ -188,17 +189,26 @@ def test_state_mv_after_renaming_the_spec_leaves_nothing_to_do(ws: CliWorkspace)
 
     assert lines == [
         f"Renamed dog to puppy in the state (serial {serial} -> {serial + 1}).",
-        "Its output file out/dog.png was not moved: the state records it as puppy's output, "
-        "and the next plan leaves it there.",
-        "Next plan: no change for puppy if a spec names it with the same inputs, a delete of "
-        "puppy (and of out/dog.png) if none does; dog, if a spec still names it, reuses the "
-        "stored object at no cost.",
+        "Its output file out/dog.png was not moved: the state records it as puppy's output "
+        "until the next apply.",
+        "Next plan: for puppy, if a spec names it with the same inputs, no change, or a free "
+        "move of out/dog.png to the output the spec names; a delete of puppy (and of "
+        "out/dog.png) if none does; dog, if a spec still names it, reuses the stored object "
+        "at no cost.",
     ]
-    assert ws.ok("plan").splitlines() == ["No changes. 3 images are up to date."]
     new = ws.images()["puppy"]
     assert (new.key, new.digest, new.output) == (old.key, old.digest, "out/dog.png")
     assert "dog" not in ws.images()
-    assert (ws.root / "out" / "dog.png").is_file()
+    # The spec wants out/puppy.png: the one thing left is moving the file there, free.
+    plan = ws.ok("plan")
+    assert '~ output: "out/dog.png" -> "out/puppy.png"' in plan, plan
+    assert "Estimated cost: 0 credits." in plan
+    applied = ws.apply()
+    assert applied.returncode == ExitCode.OK, applied.stderr
+    assert "1 moved" in applied.stdout
+    assert ws.ok("plan").splitlines() == ["No changes. 3 images are up to date."]
+    assert (ws.root / "out" / "puppy.png").is_file()
+    assert not (ws.root / "out" / "dog.png").exists()
 
 
 def test_state_mv_refuses_a_name_the_state_already_tracks(ws: CliWorkspace) -> None:
