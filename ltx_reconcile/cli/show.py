@@ -17,7 +17,6 @@ from ltx_reconcile.cli.app import CliApp
 from ltx_reconcile.cli.options import format_options, open_workspace, workspace_options
 from ltx_reconcile.errors import ExitCode, UsageError
 from ltx_reconcile.inventory import StateSummary
-from ltx_reconcile.workspace import WorkspacePaths
 
 
 @click.command()
@@ -55,7 +54,7 @@ def show(
             console.file.write(json.dumps(summary.as_dict(), indent=1) + "\n")
         else:
             console.file.write(
-                "".join(f"{line}\n" for line in _summary_lines(summary, workspace.paths))
+                "".join(f"{line}\n" for line in _summary_lines(summary, workspace.state_display()))
             )
         return ExitCode.OK
     plan, stale = workspace.read_saved_plan(app.root / planfile)
@@ -79,8 +78,8 @@ def show(
     return ExitCode.OK
 
 
-def _summary_lines(summary: StateSummary, paths: WorkspacePaths) -> list[str]:
-    where = paths.display(summary.path)
+def _summary_lines(summary: StateSummary, where: str) -> list[str]:
+    # `where` from the workspace, not summary.path: a PostgreSQL URL is not a path.
     if summary.lineage is None:
         return [f"No state at {where} yet; `ltx-reconcile apply` creates it."]
     statuses = ", ".join(f"{count} {status}" for status, count in summary.images_by_status.items())

@@ -54,6 +54,9 @@ def test_show_sums_up_the_named_state(applied: CliWorkspace) -> None:
     assert (summary["lineage"], summary["serial"]) == (snapshot.lineage, snapshot.serial)
     assert summary["images"] == {"total": 3, "present": 3}
     assert summary["spent"] == sum(applied.recorded_spend().values())
+    # The location as the user named it: a URL is not a path ("postgresql:/" lost a slash).
+    first = applied.ok("show").splitlines()[0]
+    assert first.startswith(f"State {applied.state_display}: lineage {snapshot.lineage}"), first
 
 
 def test_force_unlock_frees_the_lease_another_host_left_behind(applied: CliWorkspace) -> None:
