@@ -115,8 +115,11 @@ class JobWatcher:
         if not self._pace or len(self._run_times) < PACING_MIN_SAMPLES or not self._watches:
             return soonest
         # A low quantile, not the mean: a job found late costs a slot's idle time, a
-        # listing found early costs one request.
-        quickest = sorted(self._run_times)[len(self._run_times) // 10]
+        # listing found early costs one request. Not the very lowest once there are a few:
+        # a stalled event loop makes one job look far quicker than it was, and that one
+        # sample alone would turn pacing off.
+        samples = sorted(self._run_times)
+        quickest = samples[max(len(samples) // 10, 1 if len(samples) > PACING_MIN_SAMPLES else 0)]
         could_be_done = min(w.watched_at for w in self._watches.values()) + quickest
         return max(soonest, min(could_be_done, last_started + PACING_MAX_SLEEP_S))
 
