@@ -122,6 +122,8 @@ class ApplySummary:
     reused: list[str] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    by_others: list[str] = field(default_factory=list)
+    """Images another apply on the same shared state generated while this one ran."""
     deleted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     unknown: dict[str, str] = field(default_factory=dict)
@@ -142,7 +144,14 @@ class ApplySummary:
         """The documented exit status for this outcome (docs/exit-codes.md)."""
         if self.interrupted:
             return ExitCode.INTERRUPTED
-        done = self.generated or self.reused or self.moved or self.resumed or self.deleted
+        done = (
+            self.generated
+            or self.reused
+            or self.moved
+            or self.resumed
+            or self.by_others
+            or self.deleted
+        )
         if self.fatal is not None and not done:
             return ExitCode.API
         if self.failed or self.unknown or self.fatal is not None:

@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal, NamedTuple
 
 from ltx_reconcile.api.client import ApiClient
 from ltx_reconcile.api.model import CreateImageRequest, JobState, JobStatus
@@ -67,6 +67,7 @@ from ltx_reconcile.settings import Settings
 from ltx_reconcile.spec.image import PRICES, ImageSpec
 from ltx_reconcile.state.journal import Journal
 from ltx_reconcile.state.records import (
+    OPEN_JOURNAL_STATES,
     ArtifactRecord,
     ImageRecord,
     JournalEntry,
@@ -82,6 +83,30 @@ __all__ = ["Executor"]
 
 _DOWNLOAD_ATTEMPTS: Final = 4
 _DEFER_MAX_S: Final = 60.0
+_NOT_ACCEPTED: Final = "not accepted (429)"
+_CLAIM_FIRST_POLL_S: Final = 0.1
+_CLAIM_MAX_POLL_S: Final = 2.0
+
+_Outcome = Literal["generated", "resumed", "by_others"]
+"""How an image's key came to have its artifact in this run."""
+
+
+class _KeyNow(NamedTuple):
+    """A key of a shared state as one state-thread call found it (`Executor._look_at_key`)."""
+
+    claimed: bool
+    """True: the key is ours until released; we must finish or settle it."""
+    digest: str | None = None
+    """Another apply of this round fetched the key's artifact: use it, pay nothing."""
+    open_entries: tuple[JournalEntry, ...] = ()
+    failure: str | None = None
+    """Another apply of this round tried the key and the API refused or failed it."""
+
+
+_UNKNOWN_MESSAGE: Final = (
+    "an earlier attempt may have been paid for but its job was not found; "
+    "rerun with --resubmit-unknown to pay for it again"
+)
 
 
 class _Skipped(Exception):  # noqa: N818 - control flow inside the executor, never escapes
@@ -102,6 +127,10 @@ class _Busy(Exception):  # noqa: N818 - control flow inside the executor, never 
 
 class _JobFailed(Exception):  # noqa: N818 - control flow inside the executor, never escapes
     """The API reported the job failed, or refused it."""
+
+
+class _FailedEarlier(Exception):  # noqa: N818 - control flow inside the executor, never escapes
+    """Following an earlier run's paid job failed; already reported while settling."""
 
 
 def _digest_of_request(request: Mapping[str, object]) -> str:
@@ -152,6 +181,10 @@ class Executor:
         self._charged_here: set[str] = set()
         """Jobs this run paid for; a refund of an earlier run's job is not this run's."""
         self._snapshot: StateSnapshot | None = None
+        self._journal_high = 0
+        """On a shared state: the last journal entry before this round; newer entries of
+        a key are other applies' work of this round (see `_look_at_key`)."""
+        self._claims = asyncio.Semaphore(1)
 
     def request_stop(self) -> None:
         """Stop submitting; jobs already paid for are still followed and fetched."""
@@ -160,18 +193,36 @@ class Executor:
             self.summary.interrupted = True
             self._report(StopRequested(None, grace_s=self._options.grace_s))
 
-    async def run(self, plan: Plan, snapshot: StateSnapshot, *, parallelism: int) -> ApplySummary:
+    async def run(
+        self,
+        plan: Plan,
+        snapshot: StateSnapshot,
+        *,
+        parallelism: int,
+        journal_high: int = 0,
+    ) -> ApplySummary:
         """Apply every pending change of `plan`; returns the summary (never raises for one
-        image's failure: failures are in the summary)."""
+        image's failure: failures are in the summary).
+
+        On a shared state (`store.shared`), `journal_high` is the last journal entry id
+        when `plan` was made: a key's newer entries are other applies' work since then.
+        """
         self._snapshot = snapshot
         self._slots = asyncio.Semaphore(parallelism)
+        # A runner claims only the keys it can start soon, so the others find work too;
+        # a few beyond its slots keep one slot's next create from waiting on a claim.
+        self._claims = asyncio.Semaphore(parallelism + max(2, parallelism // 4))
+        self._journal_high = journal_high
         loop = asyncio.get_running_loop()
         pending = plan.pending
         self._images = {c.image: loop.create_future() for c in pending}
         watcher = asyncio.create_task(self._watcher.run())
         try:
-            self._start_settling(snapshot)
+            if not self._store.shared:
+                self._start_settling(snapshot)
             await asyncio.gather(*(self._apply_change(c) for c in pending))
+            if self._store.shared:
+                await self._settle_orphans(snapshot)
             # Open entries no change asked for (specs edited after a crash) were paid for
             # too: fetch them so the artifacts are kept.
             await asyncio.gather(*self._settled.values(), return_exceptions=True)
@@ -262,6 +313,8 @@ class Executor:
             self.summary.not_started.append(f"{change.image}: {skip}")
         except _Unknown as unknown:
             self.summary.unknown[change.image] = str(unknown)
+        except _FailedEarlier as err:
+            self.summary.failed[change.image] = str(err)
         except (_JobFailed, ApiError, IntegrityError) as err:
             self.summary.failed[change.image] = str(err)
             self._report(ImageFailed(change.image, message=str(err)))
@@ -291,6 +344,9 @@ class Executor:
 
     async def _resume(self, spec: ImageSpec, change: Change) -> str | None:
         assert change.key is not None  # noqa: S101 - the planner resumes known keys only
+        if self._store.shared:
+            # Settled under the key's claim, like any generation (`_claimed`).
+            return await self._generate(spec, change)
         settled = self._settled.get(change.key)
         digest = await settled if settled is not None else None
         if digest is not None:
@@ -303,10 +359,7 @@ class Executor:
             self.summary.failed[change.image] = failure
             return None
         if not self._options.resubmit_unknown:
-            raise _Unknown(
-                "an earlier attempt may have been paid for but its job was not found; "
-                "rerun with --resubmit-unknown to pay for it again"
-            )
+            raise _Unknown(_UNKNOWN_MESSAGE)
         # The user chose to pay again: the unknown attempts stay on record, closed, so the
         # journal takes the new attempt's intent (a key has at most one open entry).
         await self._db(self._abandon_unknown, change.key)
@@ -321,6 +374,7 @@ class Executor:
             if stored is not None:
                 await self._finish(spec, change, key, stored, reference_digest)
                 return stored
+        outcome: _Outcome = "generated"
         shared = self._keys.get(key)
         if shared is not None and change.action is not Action.REPLACE:
             digest = await shared
@@ -330,14 +384,116 @@ class Executor:
             own: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             self._keys.setdefault(key, own)
             try:
-                digest = await self._paid_generation(spec, key, reference_digest)
+                if self._store.shared:
+                    digest, outcome = await self._claimed(spec, key, reference_digest)
+                else:
+                    digest = await self._paid_generation(spec, key, reference_digest)
             except BaseException:
                 own.set_result(None)
                 raise
             own.set_result(digest)
         await self._finish(spec, change, key, digest, reference_digest)
-        self.summary.generated.append(spec.name)
+        if outcome == "generated":
+            self.summary.generated.append(spec.name)
+        elif change.action is not Action.RESUME:  # _finish counted a resume already
+            done = self.summary.resumed if outcome == "resumed" else self.summary.by_others
+            done.append(spec.name)
         return digest
+
+    # -- a shared state: one apply per key at a time (issue 8) ----------------------------
+
+    async def _claimed(
+        self, spec: ImageSpec, key: str, reference_digest: str | None
+    ) -> tuple[str, _Outcome]:
+        """Generate `key`, or settle what another apply left of it, holding its claim; or
+        take the artifact another apply of this round fetched. Waits while another apply
+        holds the claim: if that apply dies, its claim goes with its connection, and this
+        one resumes its paid job through the journal (contract 4.5), never paying twice.
+        """
+        delay_s = _CLAIM_FIRST_POLL_S
+        while True:
+            async with self._claims:
+                now = await self._db(self._look_at_key, key)
+                if now.digest is not None:
+                    return now.digest, "by_others"
+                if now.claimed:
+                    try:
+                        return await self._with_claim(spec, key, reference_digest, now)
+                    finally:
+                        await self._db(self._store.release_claim, key)
+            # Not while holding a permit: the permits are for keys this apply can start.
+            await self._sleep_unless_stopping(delay_s)
+            delay_s = min(delay_s * 2, _CLAIM_MAX_POLL_S)
+
+    def _look_at_key(self, key: str) -> _KeyNow:
+        """Try to claim `key`, reading what the journal holds of it, in one call on the
+        state thread. Another apply's fetched entry of this round (newer than
+        `_journal_high`) is the answer, claimed or not: it was paid for once already."""
+        done = self._fresh_digest(key)
+        if done is not None:
+            return _KeyNow(claimed=False, digest=done)
+        if not self._store.try_claim(key):
+            return _KeyNow(claimed=False)
+        # Its holder may have finished and let go between the read and the claim.
+        entries = self._journal.entries_for(key)
+        fresh = [e for e in entries if e.id > self._journal_high]
+        done = next((e.digest for e in fresh if e.state == "fetched" and e.digest), None)
+        if done is not None:
+            self._store.release_claim(key)
+            return _KeyNow(claimed=False, digest=done)
+        failure = next(
+            (
+                e.message or "no reason given"
+                for e in fresh
+                if e.state == "failed" and not (e.message or "").startswith(_NOT_ACCEPTED)
+            ),
+            None,
+        )
+        open_entries = tuple(e for e in entries if e.state in OPEN_JOURNAL_STATES)
+        return _KeyNow(claimed=True, open_entries=open_entries, failure=failure)
+
+    def _fresh_digest(self, key: str) -> str | None:
+        for entry in self._journal.entries_for(key):
+            if entry.id > self._journal_high and entry.state == "fetched" and entry.digest:
+                return entry.digest
+        return None
+
+    async def _with_claim(
+        self, spec: ImageSpec, key: str, reference_digest: str | None, now: _KeyNow
+    ) -> tuple[str, _Outcome]:
+        if now.failure is not None:
+            # Not again in the same round: N runners would each pay for a refusal.
+            raise _JobFailed(f"another apply of this state tried it and it failed: {now.failure}")
+        if now.open_entries:
+            lost = [e for e in now.open_entries if e.job_id is None]
+            search = asyncio.ensure_future(self._search(lost))
+            digest = await self._settle_key(now.open_entries, search)
+            if digest is not None:
+                return digest, "resumed"
+            failure = self._settle_failures.get(key)
+            if not await self._has_unknown(key):
+                if failure is not None:
+                    raise _FailedEarlier(failure)
+            elif not self._options.resubmit_unknown:
+                raise _Unknown(_UNKNOWN_MESSAGE)
+            else:
+                await self._db(self._abandon_unknown, key)
+        return await self._paid_generation(spec, key, reference_digest), "generated"
+
+    async def _settle_orphans(self, snapshot: StateSnapshot) -> None:
+        """Fetch paid jobs of keys no change of this plan named (specs edited after a
+        crash), those whose claim is free: a held one is its holder's to finish."""
+        for key in snapshot.open_jobs.keys() - self._keys.keys():
+            now = await self._db(self._look_at_key, key)
+            if not now.claimed:
+                continue
+            try:
+                if now.open_entries:
+                    lost = [e for e in now.open_entries if e.job_id is None]
+                    search = asyncio.ensure_future(self._search(lost))
+                    await self._settle_key(now.open_entries, search)
+            finally:
+                await self._db(self._store.release_claim, key)
 
     def _abandon_unknown(self, key: str) -> None:
         """Close `key`'s unknown entries, reading and writing in one call on the state
@@ -446,7 +602,7 @@ class Executor:
         try:
             created = await self._client.create_image(request, image=spec.name)
         except RateLimitedError as err:
-            message = f"not accepted (429): {err.api_message or err}"
+            message = f"{_NOT_ACCEPTED}: {err.api_message or err}"
             await self._db(self._journal.mark_failed, entry.id, message)
             raise _Busy(err.retry_after_s) from None
         except OutcomeUnknownError:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ltx_reconcile.apply_result import (
     ApplyOptions,
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from ltx_reconcile.state.worker import StateWorker
     from ltx_reconcile.verify import VerifyOutcome
 
-__all__ = ["Workspace", "WorkspacePaths"]
+__all__ = ["SHARED_LOCK_TIMEOUT_S", "Workspace", "WorkspacePaths"]
 
 _HASH_CHUNK = 1 << 20
 
@@ -102,6 +102,11 @@ class WorkspacePaths:
             return path.relative_to(self.root)
         except ValueError:
             return path
+
+
+SHARED_LOCK_TIMEOUT_S: Final = 120.0
+"""How long an apply waits by default for the lease of a shared (PostgreSQL) state: other
+applies hold it only while they plan, and runners started together queue for it."""
 
 
 def _file_sha256(path: Path) -> str:
@@ -610,23 +615,35 @@ class Workspace:
 
     @contextlib.contextmanager
     def session(
-        self, *, lock_timeout_s: float, operation: str, lease_ttl_s: float | None = None
+        self, *, lock_timeout_s: float | None, operation: str, lease_ttl_s: float | None = None
     ) -> Iterator[ApplySession]:
         """Open the state under its lease for a plan-then-apply; releases and checkpoints.
 
         The lease lasts `lease_ttl_s` (default: the lease module's) and an apply renews it
-        as it goes. Raises `StateLockedError` when another process holds the lease past
-        the timeout.
+        as it goes. `lock_timeout_s` None waits 0 s on a state file and
+        `SHARED_LOCK_TIMEOUT_S` on a shared one, whose applies plan one after the other
+        under the lease (a short wait) and then run together. Raises `StateLockedError` when
+        another process holds the lease past the timeout.
         """
-        from ltx_reconcile.state.lease import DEFAULT_TTL_S, acquire, release
+        from ltx_reconcile.state.lease import DEFAULT_TTL_S, acquire, exclude_applies, release
 
         ttl_s = DEFAULT_TTL_S if lease_ttl_s is None else lease_ttl_s
         store = self.open_state()
         try:
+            if lock_timeout_s is None:
+                lock_timeout_s = SHARED_LOCK_TIMEOUT_S if store.shared else 0.0
+            started = time.monotonic()
             lease = acquire(store, operation, timeout_s=lock_timeout_s, ttl_s=ttl_s)
+            excluding = operation != "apply" and store.shared
             try:
+                if excluding:
+                    # On a shared state, applies run outside the lease (ApplySession.apply).
+                    left_s = lock_timeout_s - (time.monotonic() - started)
+                    exclude_applies(store, timeout_s=max(left_s, 0.0))
                 yield ApplySession(self, store, lease, ttl_s)
             finally:
+                if excluding:
+                    store.end_exclusion()
                 release(store, lease)
         finally:
             store.close()
@@ -642,14 +659,27 @@ class ApplySession:
         self.store = store
         self.lease = lease
         self._lease_ttl_s = lease_ttl_s
+        self._journal_high: int | None = None
 
     def plan(self, options: PlanOptions | None = None) -> Plan:
-        """Plan under the lease, so nothing moves between review and apply."""
+        """Plan under the lease, so nothing moves between review and apply.
+
+        On a shared state other applies still write while this one plans and waits for
+        approval; the journal's last entry id, read before planning, tells the executor
+        which of their entries are newer than what the plan saw.
+        """
+        self._journal_high = self._last_journal_id()
         return self.workspace.plan(options)
 
     def load_plan(self, path: Path) -> Plan:
         """A saved plan, checked for staleness under the lease."""
+        self._journal_high = self._last_journal_id()
         return self.workspace.load_plan(path)
+
+    def _last_journal_id(self) -> int:
+        from ltx_reconcile.state.journal import Journal
+
+        return Journal(self.store).last_id()
 
     def apply(
         self,
@@ -679,6 +709,8 @@ class ApplySession:
         budget = _budget_status(loaded.budget, self.store.spend_since)
         limit = tightest_limit(options.max_cost, budget)
         limited = dataclasses.replace(options, max_cost=None if limit is None else limit.credits)
+        if self.store.shared:
+            self._share_the_state()
         summary = asyncio.run(
             self._run(
                 _without_protect_updates(plan),
@@ -691,6 +723,15 @@ class ApplySession:
         summary.limit, summary.budget = limit, budget
         self._record_protect(plan)
         return summary
+
+    def _share_the_state(self) -> None:
+        """Planned under the lease; now let other applies in, as issue 8 asks of a shared
+        state: several runners work through it at once, each image key claimed by one
+        (executor.py), while gc and state edits still wait for every apply to end."""
+        from ltx_reconcile.state.lease import release
+
+        self.store.join_applies()
+        release(self.store, self.lease)
 
     def _record_protect(self, plan: Plan) -> None:
         """Write the `protect` of each no-op image whose spec changed it: free, one commit."""
@@ -761,27 +802,36 @@ class ApplySession:
                         email=email,
                     )
                 )
+                # A plan this session did not make: its view is no older than now.
+                high = self._last_journal_id() if self._journal_high is None else self._journal_high
                 run = asyncio.ensure_future(
-                    executor.run(plan, self.store.snapshot(), parallelism=parallelism)
+                    executor.run(
+                        plan, self.store.snapshot(), parallelism=parallelism, journal_high=high
+                    )
                 )
-                keeper = asyncio.ensure_future(self._keep_lease(run, worker))
+                # A shared state's apply holds no lease while it runs (_share_the_state).
+                keeper = (
+                    None
+                    if self.store.shared
+                    else asyncio.ensure_future(self._keep_lease(run, worker))
+                )
                 with _stop_on_signals(
                     run, executor.request_stop, options.grace_s, enabled=handle_signals
                 ):
                     try:
                         return await run
                     except asyncio.CancelledError:
-                        lost = (
-                            keeper.exception() if keeper.done() and not keeper.cancelled() else None
-                        )
-                        if lost is not None:
-                            raise lost from None
+                        if keeper is not None and keeper.done() and not keeper.cancelled():
+                            lost = keeper.exception()
+                            if lost is not None:
+                                raise lost from None
                         raise ApplyInterruptedError(
                             "apply stopped; every job already paid for is journaled",
                             hint="run `ltx-reconcile apply` again: it resumes and pays for nothing twice",
                         ) from None
                     finally:
-                        keeper.cancel()
+                        if keeper is not None:
+                            keeper.cancel()
         finally:
             worker.close()
 

@@ -38,7 +38,7 @@ from ltx_reconcile.events import Reporter
     default=None,
     help="At most N jobs at once [default: $LTX_PARALLELISM, else the account's maxJobs].",
 )
-@lock_timeout_option()
+@lock_timeout_option(shared_default=True)
 @click.option(
     "--max-cost",
     type=click.IntRange(min=0),
@@ -75,7 +75,7 @@ def apply(
     emulator: bool,
     auto_approve: bool,
     parallelism: int | None,
-    lock_timeout: float,
+    lock_timeout: float | None,
     max_cost: int | None,
     resubmit_unknown: bool,
     grace_s: float,

@@ -12,7 +12,7 @@ import click
 from ltx_reconcile.cli.app import CliApp
 from ltx_reconcile.errors import UsageError
 from ltx_reconcile.plan.planner import PlanOptions
-from ltx_reconcile.workspace import Workspace, WorkspacePaths
+from ltx_reconcile.workspace import SHARED_LOCK_TIMEOUT_S, Workspace, WorkspacePaths
 
 __all__ = ["open_workspace", "selection_options", "workspace_options"]
 
@@ -161,16 +161,25 @@ def plan_options(
     return PlanOptions(targets=targets, excludes=excludes, replace=replace)
 
 
-def lock_timeout_option(when: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def lock_timeout_option(
+    when: str = "", *, shared_default: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`--lock-timeout SECONDS` of a command that writes the state; `when` names the flags it
-    writes with (e.g. "--repair"), for commands that only read without them."""
+    writes with (e.g. "--repair"), for commands that only read without them. With
+    `shared_default` (apply) the default is None: the workspace picks one by state."""
     prefix = f"With {when}: s" if when else "S"
+    help_text = f"{prefix}econds to wait for another command's lock on the state (exit 4)."
+    if shared_default:
+        help_text += (
+            " [default: 0; on a PostgreSQL state, where other applies plan briefly under"
+            f" it, {SHARED_LOCK_TIMEOUT_S:g}]"
+        )
     return click.option(
         "--lock-timeout",
         type=click.FloatRange(min=0),
-        default=0.0,
-        show_default=True,
-        help=f"{prefix}econds to wait for another command's lock on the state (exit 4).",
+        default=None if shared_default else 0.0,
+        show_default=not shared_default,
+        help=help_text,
     )
 
 

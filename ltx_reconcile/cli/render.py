@@ -237,6 +237,8 @@ def apply_summary(console: Console, summary: ApplySummary, paths: WorkspacePaths
         f"{len(summary.deleted)} deleted, {len(summary.failed)} failed, "
         f"{len(summary.unknown)} unknown"
     )
+    if summary.by_others:
+        counts += f" ({len(summary.by_others)} more made by other applies of this state)"
     console.print(f"\n[bold]{head}:[/] {counts}. Spent {summary.spent} credits{limit}.")
     for name, message in sorted(summary.failed.items()):
         console.print(f"  [red]failed[/] {escape(name)}: {escape(message)}")
@@ -254,7 +256,9 @@ def apply_summary(console: Console, summary: ApplySummary, paths: WorkspacePaths
         console.print("Run `ltx-reconcile apply` again to resume; nothing paid for is sent twice.")
     elif summary.fatal is not None:
         console.print(f"[red]Stopped submitting:[/] {escape(str(summary.fatal))}")
-    done = summary.generated or summary.reused or summary.moved or summary.resumed
+    done = (
+        summary.generated or summary.reused or summary.moved or summary.resumed or summary.by_others
+    )
     if done:
         console.print(
             f"Images are in {paths.display(paths.root / 'out')}/ (see each spec's output)."

@@ -199,6 +199,11 @@ class Journal:
         rows = self._store._execute("SELECT job_id FROM journal WHERE job_id IS NOT NULL")
         return frozenset(row[0] for row in rows)
 
+    def last_id(self) -> int:
+        """The newest entry's id (ids only grow), or 0 for an empty journal."""
+        row = self._store._execute("SELECT MAX(id) FROM journal").fetchone()
+        return 0 if row[0] is None else int(row[0])
+
     def entries_for(self, key: str) -> list[JournalEntry]:
         """Every entry ever written for `key`, oldest first."""
         sql = f"{_SELECT} WHERE key = ? ORDER BY id"

@@ -43,6 +43,7 @@ __all__ = [
     "ProcessIdentity",
     "acquire",
     "current_lease",
+    "exclude_applies",
     "force_unlock",
     "heartbeat",
     "release",
@@ -112,6 +113,34 @@ def acquire(
         remaining_s = deadline - clock()
         if remaining_s <= 0:
             raise _locked_error(store.location, lease, timeout_s)
+        sleep(min(poll_s, remaining_s))
+        poll_s = min(poll_s * 2, _MAX_POLL_S)
+
+
+def exclude_applies(
+    store: BaseStateStore,
+    *,
+    timeout_s: float,
+    clock: Clock = time.time,
+    sleep: Sleep = time.sleep,
+) -> None:
+    """Wait up to `timeout_s` until no apply works on a shared state, and keep them out.
+
+    On PostgreSQL several applies run at once, each outside the lease once it has planned
+    (issue 8); a command that needs the state to itself (gc, verify --repair, state edits)
+    holds the lease and then this, until `store.end_exclusion()`. A state file has nothing
+    to wait for: its applies hold the lease throughout. Raises `StateLockedError` when
+    applies still run after `timeout_s`.
+    """
+    deadline = clock() + timeout_s
+    poll_s = _FIRST_POLL_S
+    while not store.exclude_applies():
+        remaining_s = deadline - clock()
+        if remaining_s <= 0:
+            raise StateLockedError(
+                f"state {store.location} is in use by running applies; waited {timeout_s:g} s",
+                hint="wait for them to finish (or pass a longer --lock-timeout) and try again",
+            )
         sleep(min(poll_s, remaining_s))
         poll_s = min(poll_s * 2, _MAX_POLL_S)
 

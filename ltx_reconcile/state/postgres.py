@@ -204,6 +204,11 @@ MIGRATIONS: Final[Sequence[Migration]] = (_v1_create_everything, _v2_protect_and
 """PostgreSQL's steps, one for each of schema.py's: the two backends' versions agree."""
 
 
+_APPLIES: Final = "applies"
+"""The advisory lock every running apply holds shared; a claim's name is its image key
+(64 hex digits), so the two can never share a name."""
+
+
 class PostgresStateStore(BaseStateStore):
     """The state in one schema of a PostgreSQL database, open for reading and writing."""
 
@@ -320,6 +325,41 @@ class PostgresStateStore(BaseStateStore):
             "WHERE id IN (SELECT MAX(id) FROM journal GROUP BY image)"
         )
         return {row[2]: journal_entry_from_row(row) for row in self._execute(sql_text)}
+
+    # -- several applies at once (issue 8) ---------------------------------------------
+    # Session-level advisory locks: they outlive transactions and end with the connection,
+    # so a runner killed with SIGKILL (its socket closed by the kernel) holds nothing a
+    # moment later, with no expiry to wait for. Each lock is named by a 64-bit hash of a
+    # text holding the schema, so two states on one database never contend.
+
+    shared = True
+
+    def try_claim(self, key: str) -> bool:
+        """Claim `key` with a session advisory lock; False when another session holds it."""
+        return bool(self._lock("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", key))
+
+    def release_claim(self, key: str) -> None:
+        """Release one claim on `key` taken by this session."""
+        self._lock("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", key)
+
+    def join_applies(self) -> None:
+        """Hold the applies lock shared, as every running apply does, until the end."""
+        self._lock("SELECT pg_advisory_lock_shared(hashtextextended(%s, 0))", _APPLIES)
+
+    def exclude_applies(self) -> bool:
+        """Try the applies lock exclusively: True when no apply runs (and none can start)."""
+        return bool(self._lock("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", _APPLIES))
+
+    def end_exclusion(self) -> None:
+        """Release the exclusive applies lock `exclude_applies` took."""
+        self._lock("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", _APPLIES)
+
+    def _lock(self, query: str, name: str) -> object:
+        try:
+            row = self._conn.execute(query, (f"ltx-reconcile {self._schema} {name}",)).fetchone()
+        except psycopg.Error as err:
+            raise self._state_error(err) from err
+        return None if row is None else row[0]
 
     @contextlib.contextmanager
     def _lease_section(self) -> Iterator[None]:

@@ -268,6 +268,38 @@ class BaseStateStore(ABC):
         """Credits spent since the state was created, refunds deducted."""
         return float(self._execute("SELECT COALESCE(SUM(amount), 0.0) FROM spend").fetchone()[0])
 
+    # Several applies at once (issue 8): claims on keys, and a way to keep applies out.
+
+    shared: bool = False
+    """Whether several applies may work through this state at once, each claiming keys."""
+
+    @abstractmethod
+    def try_claim(self, key: str) -> bool:
+        """Claim `key`'s generation for this connection: True if no other holds it.
+
+        A claim lasts until `release_claim` or until the connection ends (a killed
+        runner's claims go with it). Taking a claim already ours succeeds again, and needs
+        one more `release_claim`.
+        """
+
+    @abstractmethod
+    def release_claim(self, key: str) -> None:
+        """Give back one claim on `key` taken by `try_claim`."""
+
+    @abstractmethod
+    def join_applies(self) -> None:
+        """Mark this connection as a running apply, until it closes: `exclude_applies`
+        elsewhere waits for it."""
+
+    @abstractmethod
+    def exclude_applies(self) -> bool:
+        """Keep every apply out until `end_exclusion` (or the connection ends); False,
+        holding nothing, while one runs."""
+
+    @abstractmethod
+    def end_exclusion(self) -> None:
+        """Let applies in again after `exclude_applies`."""
+
     def __enter__(self) -> Self:
         return self
 
@@ -361,6 +393,26 @@ class StateStore(BaseStateStore):
     def in_transaction(self) -> bool:
         """Whether a `transaction()` block is open on this store."""
         return self._conn.in_transaction
+
+    # One writer at a time: an apply holds the lease for its whole run, so every key is
+    # its own and there is no other apply to wait for.
+
+    def try_claim(self, key: str) -> bool:  # noqa: ARG002 (every key is ours)
+        """Always True: the lease makes this process the only writer."""
+        return True
+
+    def release_claim(self, key: str) -> None:
+        """Nothing to release (see `try_claim`)."""
+
+    def join_applies(self) -> None:
+        """Nothing to do: the apply holds the lease throughout."""
+
+    def exclude_applies(self) -> bool:
+        """Always True: no apply runs outside the lease on a state file."""
+        return True
+
+    def end_exclusion(self) -> None:
+        """Nothing to release (see `exclude_applies`)."""
 
     def snapshot(self) -> StateSnapshot:
         """A consistent read of the whole state (inside a transaction: as it stands)."""

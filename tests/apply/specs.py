@@ -26,3 +26,18 @@ THREE_IMAGES = (
         seed: 3
 """
 )
+
+SIX_IMAGES = (
+    THREE_IMAGES
+    + """\
+      fox:
+        prompt: a fox in the ferns
+        seed: 4
+      hen:
+        prompt: a hen on a fence
+        seed: 5
+      elk:
+        prompt: an elk by a lake
+        seed: 6
+"""
+)

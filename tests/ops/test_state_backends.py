@@ -64,7 +64,8 @@ def test_force_unlock_frees_the_lease_another_host_left_behind(applied: CliWorks
     with applied.open_state() as store:
         lock_id = acquire(store, "apply", timeout_s=0, identity=ELSEWHERE).lock_id
 
-    refused = applied.apply()
+    # Not the default wait: on PostgreSQL an apply waits 120 s for other runners' planning.
+    refused = applied.apply("--lock-timeout", "0")
     assert refused.returncode == ExitCode.STATE
     assert f"`ltx-reconcile force-unlock {lock_id}`" in refused.stderr
 

@@ -252,3 +252,60 @@ def test_a_database_password_never_reaches_the_output(cli, backend):
     assert run.returncode == ExitCode.STATE
     assert "cannot connect to the PostgreSQL state" in run.stderr
     assert cli.places_holding("s3cret-pw") == []
+
+
+KEY = "a" * 64
+OTHER_KEY = "b" * 64
+
+
+def test_a_key_is_claimed_by_one_connection_until_it_releases_it_or_closes(store, backend):
+    """The claims that divide a shared apply's keys: exclusive, re-entrant for their holder,
+    and gone with the holder's connection (a SIGKILLed runner's socket closes the same way)."""
+    other = backend.open()
+    try:
+        assert store.try_claim(KEY)
+        assert store.try_claim(KEY), "a holder's second claim of its key must succeed"
+        assert not other.try_claim(KEY)
+        assert other.try_claim(OTHER_KEY), "claims on different keys are independent"
+        store.release_claim(KEY)
+        assert not other.try_claim(KEY), "one release of two claims still holds the key"
+        store.release_claim(KEY)
+        assert other.try_claim(KEY)
+    finally:
+        other.close()
+    assert store.try_claim(KEY), "a closed connection's claims are released"
+    assert store.try_claim(OTHER_KEY)
+
+
+def test_claims_of_two_states_on_one_database_never_meet(store, backend):
+    """Each lock's name holds the schema: a key claimed in one state is free in another."""
+    elsewhere = backend.open(name="elsewhere")
+    try:
+        assert store.try_claim(KEY)
+        assert elsewhere.try_claim(KEY)
+    finally:
+        elsewhere.close()
+
+
+def test_a_running_apply_keeps_exclusive_commands_out_until_it_ends(store, backend):
+    """gc --force and state edits wait for every apply (`exclude_applies`); applies share."""
+    first, second = backend.open(), backend.open()
+    try:
+        first.join_applies()
+        second.join_applies()  # a second apply is let in at once
+        assert not store.exclude_applies()
+        first.close()
+        assert not store.exclude_applies(), "one apply still runs"
+        second.close()
+        assert store.exclude_applies()
+        third = backend.open()
+        try:
+            assert not third.exclude_applies(), "the exclusion holds until it ends"
+        finally:
+            third.close()
+        store.end_exclusion()
+        with backend.open() as fourth:
+            assert fourth.exclude_applies()
+    finally:
+        first.close()
+        second.close()
