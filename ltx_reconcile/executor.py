@@ -65,7 +65,7 @@ from ltx_reconcile.plan.planner import inputs_view
 from ltx_reconcile.recovery import find_lost_jobs, wait_until_settled
 from ltx_reconcile.settings import Settings
 from ltx_reconcile.spec.image import PRICES, ImageSpec
-from ltx_reconcile.state.journal import Journal
+from ltx_reconcile.state.journal import Journal, JournalMark
 from ltx_reconcile.state.records import (
     OPEN_JOURNAL_STATES,
     ArtifactRecord,
@@ -181,9 +181,9 @@ class Executor:
         self._charged_here: set[str] = set()
         """Jobs this run paid for; a refund of an earlier run's job is not this run's."""
         self._snapshot: StateSnapshot | None = None
-        self._journal_high = 0
-        """On a shared state: the last journal entry before this round; newer entries of
-        a key are other applies' work of this round (see `_look_at_key`)."""
+        self._mark = JournalMark(0, frozenset())
+        """On a shared state: the journal when the plan was made; entries decided since
+        are other applies' work of this round (see `_look_at_key`)."""
         self._claims = asyncio.Semaphore(1)
 
     def request_stop(self) -> None:
@@ -199,20 +199,21 @@ class Executor:
         snapshot: StateSnapshot,
         *,
         parallelism: int,
-        journal_high: int = 0,
+        mark: JournalMark | None = None,
     ) -> ApplySummary:
         """Apply every pending change of `plan`; returns the summary (never raises for one
         image's failure: failures are in the summary).
 
-        On a shared state (`store.shared`), `journal_high` is the last journal entry id
-        when `plan` was made: a key's newer entries are other applies' work since then.
+        On a shared state (`store.shared`), `mark` is the journal's when `plan` was made:
+        a key's entries decided since are other applies' work of this round.
         """
         self._snapshot = snapshot
         self._slots = asyncio.Semaphore(parallelism)
         # A runner claims only the keys it can start soon, so the others find work too;
         # a few beyond its slots keep one slot's next create from waiting on a claim.
         self._claims = asyncio.Semaphore(parallelism + max(2, parallelism // 4))
-        self._journal_high = journal_high
+        if mark is not None:
+            self._mark = mark
         loop = asyncio.get_running_loop()
         pending = plan.pending
         self._images = {c.image: loop.create_future() for c in pending}
@@ -427,8 +428,8 @@ class Executor:
 
     def _look_at_key(self, key: str) -> _KeyNow:
         """Try to claim `key`, reading what the journal holds of it, in one call on the
-        state thread. Another apply's fetched entry of this round (newer than
-        `_journal_high`) is the answer, claimed or not: it was paid for once already."""
+        state thread. Another apply's fetched entry of this round (decided since the plan's
+        journal mark) is the answer, claimed or not: it was paid for once already."""
         done = self._fresh_digest(key)
         if done is not None:
             return _KeyNow(claimed=False, digest=done)
@@ -436,7 +437,7 @@ class Executor:
             return _KeyNow(claimed=False)
         # Its holder may have finished and let go between the read and the claim.
         entries = self._journal.entries_for(key)
-        fresh = [e for e in entries if e.id > self._journal_high]
+        fresh = [e for e in entries if self._mark.decided_since(e)]
         done = next((e.digest for e in fresh if e.state == "fetched" and e.digest), None)
         if done is not None:
             self._store.release_claim(key)
@@ -454,7 +455,7 @@ class Executor:
 
     def _fresh_digest(self, key: str) -> str | None:
         for entry in self._journal.entries_for(key):
-            if entry.id > self._journal_high and entry.state == "fetched" and entry.digest:
+            if self._mark.decided_since(entry) and entry.state == "fetched" and entry.digest:
                 return entry.digest
         return None
 

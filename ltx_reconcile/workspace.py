@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         RenamedImage,
         StateSummary,
     )
+    from ltx_reconcile.state.journal import JournalMark
     from ltx_reconcile.state.postgres import PostgresStateStore
     from ltx_reconcile.state.records import JournalEntry
     from ltx_reconcile.state.transfer import PushResult, StateDocument
@@ -659,27 +660,28 @@ class ApplySession:
         self.store = store
         self.lease = lease
         self._lease_ttl_s = lease_ttl_s
-        self._journal_high: int | None = None
+        self._journal_mark: JournalMark | None = None
 
     def plan(self, options: PlanOptions | None = None) -> Plan:
         """Plan under the lease, so nothing moves between review and apply.
 
         On a shared state other applies still write while this one plans and waits for
-        approval; the journal's last entry id, read before planning, tells the executor
-        which of their entries are newer than what the plan saw.
+        approval; the journal's mark, taken before planning, tells the executor which of
+        their entries were decided after what the plan saw.
         """
-        self._journal_high = self._last_journal_id()
+        self._journal_mark = self._mark_journal()
         return self.workspace.plan(options)
 
     def load_plan(self, path: Path) -> Plan:
         """A saved plan, checked for staleness under the lease."""
-        self._journal_high = self._last_journal_id()
+        self._journal_mark = self._mark_journal()
         return self.workspace.load_plan(path)
 
-    def _last_journal_id(self) -> int:
+    def _mark_journal(self) -> JournalMark | None:
+        """The journal's mark on a shared state; None on a file, which no one else writes."""
         from ltx_reconcile.state.journal import Journal
 
-        return Journal(self.store).last_id()
+        return Journal(self.store).mark() if self.store.shared else None
 
     def apply(
         self,
@@ -803,11 +805,9 @@ class ApplySession:
                     )
                 )
                 # A plan this session did not make: its view is no older than now.
-                high = self._last_journal_id() if self._journal_high is None else self._journal_high
+                mark = self._journal_mark or self._mark_journal()
                 run = asyncio.ensure_future(
-                    executor.run(
-                        plan, self.store.snapshot(), parallelism=parallelism, journal_high=high
-                    )
+                    executor.run(plan, self.store.snapshot(), parallelism=parallelism, mark=mark)
                 )
                 # A shared state's apply holds no lease while it runs (_share_the_state).
                 keeper = (

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
 from ltx_reconcile.errors import StateError
 from ltx_reconcile.state.codec import JOURNAL_COLUMNS, journal_entry_from_row
@@ -37,7 +37,7 @@ from ltx_reconcile.state.records import (
 )
 from ltx_reconcile.state.store import BaseStateStore
 
-__all__ = ["TRANSITIONS", "Journal"]
+__all__ = ["TRANSITIONS", "Journal", "JournalMark"]
 
 TRANSITIONS: Final[Mapping[JournalState, frozenset[JournalState]]] = {
     "submitting": frozenset({"submitted", "unknown", "failed"}),
@@ -52,6 +52,19 @@ TRANSITIONS: Final[Mapping[JournalState, frozenset[JournalState]]] = {
 
 _SELECT: Final = f"SELECT {JOURNAL_COLUMNS} FROM journal"  # noqa: S608 (constant columns)
 _OPEN_STATES_SQL: Final = ", ".join(f"'{state}'" for state in sorted(OPEN_JOURNAL_STATES))
+
+
+class JournalMark(NamedTuple):
+    """What the journal held at one instant (`Journal.mark`): its last entry id and which
+    entries were open. An entry newer than that, or open then, has an outcome decided
+    since; on a shared state that is another apply's work of this round."""
+
+    last_id: int
+    open_ids: frozenset[int]
+
+    def decided_since(self, entry: JournalEntry) -> bool:
+        """Whether `entry` was made, or still open, when the mark was taken."""
+        return entry.id > self.last_id or entry.id in self.open_ids
 
 
 class Journal:
@@ -199,10 +212,15 @@ class Journal:
         rows = self._store._execute("SELECT job_id FROM journal WHERE job_id IS NOT NULL")
         return frozenset(row[0] for row in rows)
 
-    def last_id(self) -> int:
-        """The newest entry's id (ids only grow), or 0 for an empty journal."""
+    def mark(self) -> JournalMark:
+        """Where the journal stands now, to tell later what happened since."""
+        # Open ids first: an entry opened between the two reads is newer than last_id, and
+        # one closed between them is still among the open ids: either way it counts as new.
+        sql = f"SELECT id FROM journal WHERE state IN ({_OPEN_STATES_SQL})"  # noqa: S608 (constant)
+        rows = self._store._execute(sql)
+        open_ids = frozenset(int(row[0]) for row in rows)
         row = self._store._execute("SELECT MAX(id) FROM journal").fetchone()
-        return 0 if row[0] is None else int(row[0])
+        return JournalMark(0 if row[0] is None else int(row[0]), open_ids)
 
     def entries_for(self, key: str) -> list[JournalEntry]:
         """Every entry ever written for `key`, oldest first."""
