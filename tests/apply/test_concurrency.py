@@ -95,6 +95,9 @@ def test_two_applies_on_a_postgresql_state_share_it_and_pay_once_per_image(
     submitted = [run.stderr.count('"event": "JobSubmitted"') for run in runs]
     assert sorted(submitted) != [0, 6], f"one apply did all the work: {submitted}"
     assert sum(submitted) == 6
+    for run, count in zip(runs, submitted, strict=True):
+        others = 6 - count
+        assert f"({others} more made by other applies of this state)" in run.stdout, run.stdout
     assert len(emulator.charges()) == 6
     assert workspace.output_problems() == []
     assert workspace.run("gc", "--force").returncode == ExitCode.OK
