@@ -1,0 +1,1 @@
+"""Runners at scale: several `apply` processes sharing one PostgreSQL state and one bucket."""
