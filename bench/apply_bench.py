@@ -20,11 +20,42 @@ After the apply the script checks its exit code, that the emulator's ledger
 (`GET /_emulator/ledger`) holds exactly N charges and no refund, and that N named files
 were written; it exits 2 if any of that fails, 1 if a goal is missed, 0 otherwise.
 
+Several runners (issue 8), `--runners 1,2,4`: for each count R in turn, R `apply` processes
+started at once, each in a workspace directory of its own holding the same specs (separate
+CI machines), all sharing one state and one artifact store as README's "Team setup" has
+it: a fresh schema on one throwaway PostgreSQL server (testing/postgres.py) and a fresh
+bucket on moto's S3 server, run as a process of its own so that its CPU shows
+(testing/s3server.py); `--shared-store dir` gives them one local objects directory
+instead, for when moto is the bottleneck. Each count gets a fresh emulator whose one
+account takes 100 jobs at once (the API's most), so the account never refuses a job.
+
+Every runner gets the same `--parallelism P`, by default 10 // the largest R (2 for 1,2,4).
+R x P jobs then never pass the 10 executing jobs beyond which the emulator slows new ones
+(E37): a job takes L however many runners there are, the ideal wall time is
+ceil(N / (R x P)) x L (or the real job time / (R x P), when larger), and R runners can be R
+times as fast as one. A total held at 10 would give every R the same ideal; P = 10 each
+would let E37 make 4 runners' jobs 4 times as slow: neither would show what runners add.
+Runners pass `--lock-timeout 600`, so that one planning while another holds the lease waits.
+
+L = 0.1 s by default keeps 1 runner's round near a minute, but then 4 runners need 80
+images/s, and every image costs CPU in the emulator (it draws a PNG), the runners, moto and
+PostgreSQL: on a small machine they fill every core first. The report adds up that CPU per
+round and says when the machine, not the runners, set the pace; a larger --latency (0.75 s
+on 2 CPUs) takes the machine out of the comparison, at the price of longer rounds.
+
+Per count the report gives the wall time from the first start to the last exit, the
+speed-up over 1 runner, each runner's exit, time, images generated (its summary), jobs
+paid (its `--json` events) and CPU, and the runners' CPU per image. It checks that every runner exited 0, that the
+ledger holds N charges and no refund, that the state lists N present images and that every
+runner's out/ holds N named files; it exits 2 if any of that fails, 0 otherwise.
+
     .venv/bin/python bench/apply_bench.py                  # 1000 images, L=0.5 s, M=10
     .venv/bin/python bench/apply_bench.py --images 200 --latency 0.2
     .venv/bin/python bench/apply_bench.py --profile apply.prof   # client under cProfile
     .venv/bin/python bench/apply_bench.py --tmp-root /dev/shm    # without fsync latency
     .venv/bin/python bench/apply_bench.py --keep   # keep the logs and emulator-jobs.json
+    .venv/bin/python bench/apply_bench.py --runners 1,2,4        # 1000 images, L=0.1 s, P=2
+    .venv/bin/python bench/apply_bench.py --runners 1,2 --images 100 --shared-store dir
 
 Run it with the project's virtualenv Python: both processes are `python -m ltx_reconcile`
 from the same interpreter (the `ltx-reconcile` script runs exactly that entry point).
@@ -33,21 +64,35 @@ from the same interpreter (the `ltx-reconcile` script runs exactly that entry po
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import re
 import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, TypeVar
 from urllib.parse import urlsplit
 
+import boto3
 import httpx
+from botocore.config import Config as BotoConfig
+
+# Run as `python bench/apply_bench.py`, Python puts bench/ first on sys.path, not the
+# checkout: the runner mode's helpers (bench/runners.py, testing/) are found from its root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.runners import Runner, RunnerResult, run_at_once
+from testing import s3server
+from testing.postgres import PostgresServer, PostgresUnavailable
 
 TOKEN: Final = "apply-bench-token"  # noqa: S105 - a throwaway token for a loopback emulator
 EMAIL: Final = "bench@ltx-emulator.test"
@@ -56,6 +101,28 @@ EFFICIENCY_GOAL: Final = 0.95
 CPU_GOAL_MS: Final = 5.0
 CALIBRATION_LOOPS: Final = 1_000_000
 READY_TIMEOUT_S: Final = 30.0
+E37_UNSLOWED_JOBS: Final = 10
+"""Jobs executing on an account beyond which the emulator slows every new one (E37)."""
+RUNNERS_MAX_JOBS: Final = 100
+"""The account's maxJobs in the runner mode: the API's most, never what limits the runners."""
+RUNNERS_LATENCY_S: Final = 0.1
+"""The runner mode's default L: 1 runner of P=2 then takes about a minute for 1000 images."""
+LOCK_TIMEOUT_S: Final = 600
+"""How long a runner waits for another's state lease: longer than any whole run."""
+_SUMMARY: Final = re.compile(
+    r"Apply (?:complete|stopped): (?P<generated>\d+) generated"
+    r".*?(?:\((?P<by_others>\d+) more made by other applies|$)",
+    re.MULTILINE,
+)
+"""An apply's summary line: the images it generated and, on a shared state, those it took
+from other runners (its `ImageDone` events do not tell the two apart)."""
+BUCKET: Final = "apply-bench"
+S3_BUSY_SHARE: Final = 0.9
+"""moto's share of one core in a round above which it, not the runners, may set the pace."""
+MACHINE_BUSY_SHARE: Final = 0.85
+"""The share of all CPUs the measured processes keep busy above which the machine is full."""
+
+_T = TypeVar("_T")
 
 SUBJECTS: Final = (
     "lighthouse", "fox", "airship", "cathedral", "samurai", "orchard", "robot", "glacier",
@@ -83,6 +150,12 @@ class Config:
     keep: bool
     tmp_root: Path | None
     client_path: Path | None
+    runners: tuple[int, ...]
+    """The runner mode's counts of runners, in order (empty: one apply, the issue 5 mode)."""
+    runner_parallelism: int
+    """Every runner's `--parallelism` in the runner mode."""
+    shared_store: str
+    """The runner mode's store shared by the runners: "s3" (a bucket) or "dir"."""
 
 
 @dataclass(slots=True)
@@ -98,6 +171,39 @@ class StderrLog:
     def last(self, suffix: str) -> float | None:
         """When the last line containing `suffix` arrived."""
         return next((t for t, line in reversed(self.lines) if suffix in line), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """What one count of runners took, started at once on a fresh state, store and emulator."""
+
+    count: int
+    results: list[RunnerResult]
+    problems: list[str]
+    job_busy_s: float
+    server_cpu_s: dict[str, float | None]
+    """CPU each server spent while the runners ran, by name (None: unreadable)."""
+    summaries: list[str]
+    """Each runner's stdout: the plan and its apply summary."""
+
+    def generated(self) -> list[tuple[int, int] | None]:
+        """Per runner: images it generated, images other runners made (None: no summary)."""
+        found = [_SUMMARY.search(text) for text in self.summaries]
+        return [
+            None if match is None else (int(match["generated"]), int(match["by_others"] or 0))
+            for match in found
+        ]
+
+    @property
+    def wall_s(self) -> float:
+        """From the first runner's start to the last one's exit."""
+        ends = [result.ended or result.started for result in self.results]
+        return max(ends) - min(result.started for result in self.results)
+
+    @property
+    def cpu_s(self) -> float:
+        """The runners' CPU time, all of them together."""
+        return sum(result.cpu_s for result in self.results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +225,14 @@ class Run:
 def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--images", type=int, default=1000, help="images to generate (1000)")
-    parser.add_argument("--latency", type=float, default=0.5, help="job latency L in s (0.5)")
     parser.add_argument(
-        "--concurrency", type=int, default=10, help="account maxJobs M, the client's limit (10)"
+        "--latency", type=float, default=None, help="job latency L in s (0.5; runners: 0.1)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="account maxJobs M, the client's limit (10; runners: 100, the limit is P)",
     )
     parser.add_argument(
         "--poll-interval",
@@ -151,14 +262,23 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="prepend DIR to the client's PYTHONPATH (A/B runs of another ltx_reconcile copy)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir, print its path")
+    _add_runner_arguments(parser)
     args = parser.parse_args(argv)
-    if args.images < 1 or args.concurrency < 1 or args.files < 1 or args.latency <= 0:
-        parser.error("--images, --concurrency, --files must be >= 1 and --latency > 0")
-    poll = args.poll_interval if args.poll_interval is not None else args.latency / 20
+    runners = _runner_counts(parser, args.runners)
+    latency = _given_or(args.latency, RUNNERS_LATENCY_S if runners else 0.5)
+    concurrency = _given_or(args.concurrency, RUNNERS_MAX_JOBS if runners else 10)
+    parallelism = _given_or(
+        args.runner_parallelism, max(1, E37_UNSLOWED_JOBS // max(runners, default=1))
+    )
+    if args.images < 1 or concurrency < 1 or args.files < 1 or latency <= 0 or parallelism < 1:
+        parser.error("--images, --concurrency, --files, --runner-parallelism: >= 1; --latency: > 0")
+    if runners and args.profile is not None:
+        parser.error("--profile profiles one apply: it does not go with --runners")
+    poll = args.poll_interval if args.poll_interval is not None else latency / 20
     return Config(
         images=args.images,
-        latency_s=args.latency,
-        concurrency=args.concurrency,
+        latency_s=latency,
+        concurrency=concurrency,
         poll_interval_s=poll,
         files=min(args.files, args.images),
         profile=args.profile.resolve() if args.profile else None,
@@ -166,7 +286,48 @@ def parse_args(argv: list[str] | None = None) -> Config:
         keep=args.keep,
         tmp_root=args.tmp_root,
         client_path=args.client_path.resolve() if args.client_path else None,
+        runners=runners,
+        runner_parallelism=parallelism,
+        shared_store=args.shared_store,
     )
+
+
+def _add_runner_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runners",
+        default=None,
+        metavar="COUNTS",
+        help="runner mode: for each count R (e.g. 1,2,4), R applies at once on one state",
+    )
+    parser.add_argument(
+        "--runner-parallelism",
+        type=int,
+        default=None,
+        metavar="P",
+        help="each runner's --parallelism (10 // the largest count: E37 slows past 10 jobs)",
+    )
+    parser.add_argument(
+        "--shared-store",
+        choices=("s3", "dir"),
+        default="s3",
+        help="the runners' store: a bucket on moto's S3 server, or one local directory (s3)",
+    )
+
+
+def _given_or(value: _T | None, default: _T) -> _T:
+    return default if value is None else value
+
+
+def _runner_counts(parser: argparse.ArgumentParser, text: str | None) -> tuple[int, ...]:
+    if text is None:
+        return ()
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        parser.error(f"--runners takes distinct counts >= 1 separated by commas, not {text!r}")
+    return counts
 
 
 # -- the workspace --------------------------------------------------------------------------
@@ -219,22 +380,43 @@ def start_emulator(config: Config, log_dir: Path) -> tuple[subprocess.Popen[byte
         "--account", f"{EMAIL}:{config.concurrency}:{balance}",
         "--artifact-lag-reads", "0", "--token", TOKEN,
     ]  # fmt: skip
-    out_path = log_dir / "emulator.out"
-    with out_path.open("wb") as out, (log_dir / "emulator.err").open("wb") as err:
+    return _serve(command, log_dir / "emulator", "Emulator serving ", "the emulator", cwd=log_dir)
+
+
+def start_s3_server(log_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """Start moto's S3 server as a process (testing/s3server.py); it and its endpoint URL."""
+    command = [sys.executable, "-m", "testing.s3server"]
+    root = Path(__file__).resolve().parent.parent
+    return _serve(
+        command, log_dir / "s3-server", s3server.READY_PREFIX, "the S3 server", cwd=root, env=env
+    )
+
+
+def _serve(
+    command: list[str],
+    log_stem: Path,
+    ready_prefix: str,
+    name: str,
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a server; it and the URL it prints after `ready_prefix` once it serves."""
+    out_path, err_path = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
+    with out_path.open("wb") as out, err_path.open("wb") as err:
         process = subprocess.Popen(
-            command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=log_dir
+            command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd, env=env
         )
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         for line in out_path.read_text().splitlines():
-            if line.startswith("Emulator serving "):
-                return process, line.removeprefix("Emulator serving ").strip()
+            if line.startswith(ready_prefix):
+                return process, line.removeprefix(ready_prefix).strip()
         if process.poll() is not None:
             break
         time.sleep(0.02)
     stop(process)
-    err_text = (log_dir / "emulator.err").read_text()
-    raise SystemExit(f"FAIL: the emulator did not start:\n{err_text}")
+    raise SystemExit(f"FAIL: {name} did not start:\n{err_path.read_text()}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -248,13 +430,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def cpu_seconds_of(pid: int) -> float | None:
-    """User + sys CPU seconds of a running process (Linux /proc), or None."""
+def cpu_seconds_of(pid: int, *, reaped_children: bool = False) -> float | None:
+    """User + sys CPU seconds of a running process (Linux /proc), or None.
+
+    With `reaped_children`, also those of its children that have exited and been waited
+    for: PostgreSQL's connections are such children of its postmaster.
+    """
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = sum(int(value) for value in fields[11 : 15 if reaped_children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def control(base_url: str, what: str) -> list[dict[str, object]]:
@@ -332,10 +519,8 @@ def bytecode_env(config: Config) -> dict[str, str]:
     return env
 
 
-def run_apply(
-    config: Config, workdir: Path, base_url: str, emulator_pid: int, base_env: dict[str, str]
-) -> Run:
-    """Run the apply process; its exit code, wall time and CPU time (that process only)."""
+def client_env(config: Config, base_env: dict[str, str]) -> dict[str, str]:
+    """An apply's environment: the emulator's token, the poll interval, no caller's choices."""
     env = {
         **base_env,
         "USEAPI_TOKEN": TOKEN,
@@ -344,6 +529,14 @@ def run_apply(
     }
     for name in ("LTX_API_URL", "LTX_EMAIL", "LTX_PARALLELISM"):
         env.pop(name, None)
+    return env
+
+
+def run_apply(
+    config: Config, workdir: Path, base_url: str, emulator_pid: int, base_env: dict[str, str]
+) -> Run:
+    """Run the apply process; its exit code, wall time and CPU time (that process only)."""
+    env = client_env(config, base_env)
     command = [
         *client_command(config), "-C", str(workdir), "apply",
         "--api-url", base_url, "--auto-approve",
@@ -390,30 +583,46 @@ def check(config: Config, run: Run, workdir: Path, base_url: str) -> list[str]:
     if run.exit_code != 0:
         tail = "\n".join(line for _, line in run.stderr.lines[-20:])
         problems.append(f"apply exited {run.exit_code}; stderr tail:\n{tail}")
+    problems += ledger_problems(config.images, base_url)
+    problems += named_files_problems(config.images, workdir, "")
+    return problems
+
+
+def ledger_problems(images: int, base_url: str) -> list[str]:
+    """What is wrong with the emulator's ledger: not `images` charges, a refund, a repeat."""
+    problems = []
     entries = control(base_url, "ledger")
     charges = [e for e in entries if e.get("kind") == "charge"]
     refunds = [e for e in entries if e.get("kind") == "refund"]
     jobs = {e.get("jobId") for e in charges}
     requests = {e.get("requestSha256") for e in charges}
-    if len(charges) != config.images or len(jobs) != config.images:
+    if len(charges) != images or len(jobs) != images:
         problems.append(
             f"the ledger shows {len(charges)} charges for {len(jobs)} jobs, "
-            f"expected exactly {config.images}"
+            f"expected exactly {images}"
         )
     if len(requests) != len(charges):
         problems.append(f"{len(charges) - len(requests)} images were paid for twice")
     if refunds:
         problems.append(f"the ledger shows {len(refunds)} refunds (failed jobs)")
-    written = sum(1 for _ in (workdir / "out").glob("*.png"))
-    if written != config.images:
-        problems.append(f"{written} named files in out/, expected {config.images}")
     return problems
 
 
-def ideal_s(config: Config, job_busy_s: float) -> float:
-    """ceil(N / M) x L, or the emulator's real job time / M when that is larger (E37)."""
-    return max(math.ceil(config.images / config.concurrency) * config.latency_s,
-               job_busy_s / config.concurrency)  # fmt: skip
+def named_files_problems(images: int, workdir: Path, owner: str) -> list[str]:
+    """A message unless the workspace's out/ holds `images` named files; `owner` leads it."""
+    written = sum(1 for _ in (workdir / "out").glob("*.png"))
+    if written != images:
+        return [f"{owner}{written} named files in out/, expected {images}"]
+    return []
+
+
+def ideal_s(config: Config, slots: int, job_busy_s: float) -> float:
+    """ceil(N / M) x L, or the emulator's real job time / M when that is larger (E37).
+
+    M is `slots`, the jobs that may run at once: the account's limit for one apply, the
+    runners' parallelism summed for several.
+    """
+    return max(math.ceil(config.images / slots) * config.latency_s, job_busy_s / slots)
 
 
 def calibration_ms() -> float:
@@ -428,7 +637,7 @@ def calibration_ms() -> float:
 def report(config: Config, run: Run, job_busy_s: float) -> bool:
     """Print the figures; True when both goals are met."""
     waves = math.ceil(config.images / config.concurrency)
-    ideal = ideal_s(config, job_busy_s)
+    ideal = ideal_s(config, config.concurrency, job_busy_s)
     efficiency = ideal / run.wall_s
     cpu_ms = run.cpu_s * 1000 / config.images
     print(
@@ -475,9 +684,13 @@ def _machine(config: Config, run: Run) -> None:
         share = run.emulator_cpu_s / run.wall_s
         print(f"emulator CPU      {run.emulator_cpu_s:.2f} s = {emulator_ms:.2f} ms/image "
               f"({share:.0%} of one core)")  # fmt: skip
+    print(f"machine           {_machine_load()}")
+
+
+def _machine_load() -> str:
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(f"machine           load {load} on {os.cpu_count()} CPUs; "
-          f"{CALIBRATION_LOOPS:,}-step Python loop = {calibration_ms():.0f} ms CPU")  # fmt: skip
+    return (f"load {load} on {os.cpu_count()} CPUs; "
+            f"{CALIBRATION_LOOPS:,}-step Python loop = {calibration_ms():.0f} ms CPU")  # fmt: skip
 
 
 def _verdict(ok: bool) -> str:
@@ -506,14 +719,262 @@ def bench(config: Config, tmp: Path) -> int:
     return 0 if report(config, run, busy_s(jobs)) else 1
 
 
+# -- several runners (issue 8) -------------------------------------------------------------
+
+
+def bench_runners(config: Config, tmp: Path) -> int:
+    """Each count of runners in turn, on one throwaway PostgreSQL server; the exit status."""
+    env = bytecode_env(config)
+    _runners_header(config)
+    try:
+        postgres = PostgresServer.start()
+    except PostgresUnavailable as err:
+        raise SystemExit(f"FAIL: {err}") from None
+    rounds: list[Round] = []
+    try:
+        for count in config.runners:
+            rounds.append(run_round(config, count, tmp / f"runners-{count}", postgres, env))
+            report_round(config, rounds[-1], _baseline_s(rounds))
+    finally:
+        postgres.stop()
+    report_rounds(config, rounds)
+    problems = [f"{r.count} runners: {problem}" for r in rounds for problem in r.problems]
+    sys.stdout.flush()
+    for problem in problems:
+        print(f"FAIL: {problem}", file=sys.stderr)
+    return 2 if problems else 0
+
+
+def run_round(
+    config: Config, count: int, round_dir: Path, postgres: PostgresServer, base_env: dict[str, str]
+) -> Round:
+    """`count` runners at once on a fresh schema, store and emulator; what they did."""
+    workdirs = [round_dir / f"runner-{number}" for number in range(1, count + 1)]
+    for workdir in workdirs:
+        write_specs(workdir / "specs", config.images, config.files)
+    with contextlib.ExitStack() as stack:
+        emulator, base_url = start_emulator(config, round_dir)
+        stack.callback(stop, emulator)
+        s3, store_env, store_args = _shared_store(config, round_dir, base_env, stack)
+        env = {
+            **_without_store_or_state(client_env(config, base_env)),
+            "LTX_STATE_URL": postgres.url,
+            "LTX_STATE_SCHEMA": f"apply_bench_{count}_runners",
+            **store_env,
+        }
+        command = [
+            "apply", "--api-url", base_url, "--auto-approve", "--json",
+            "--parallelism", str(config.runner_parallelism),
+            "--lock-timeout", str(LOCK_TIMEOUT_S), *store_args,
+        ]  # fmt: skip
+        runners = [
+            Runner([*cli(), "-C", str(workdir), *command], env, workdir,
+                   round_dir / f"{workdir.name}.out", round_dir / f"{workdir.name}.err")
+            for workdir in workdirs
+        ]  # fmt: skip
+        meters = _server_meters(emulator, s3, postgres)
+        before = {name: meter() for name, meter in meters.items()}
+        results = run_at_once(runners)
+        spent = {name: _spent(before[name], meter()) for name, meter in meters.items()}
+        problems = round_problems(config, results, workdirs, base_url, env)
+        jobs = control(base_url, "jobs")
+        (round_dir / "emulator-jobs.json").write_text(json.dumps(jobs))
+    summaries = [runner.stdout.read_text(errors="replace") for runner in runners]
+    return Round(count, results, problems, busy_s(jobs), spent, summaries)
+
+
+def _server_meters(
+    emulator: subprocess.Popen[bytes],
+    s3: subprocess.Popen[bytes] | None,
+    postgres: PostgresServer,
+) -> dict[str, Callable[[], float | None]]:
+    """Each server's CPU seconds so far, by the name the report gives it."""
+    meters: dict[str, Callable[[], float | None]] = {
+        "emulator": lambda: cpu_seconds_of(emulator.pid)
+    }
+    if s3 is not None:
+        meters["S3 server"] = lambda: cpu_seconds_of(s3.pid)
+    postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+    meters["PostgreSQL"] = lambda: cpu_seconds_of(postmaster, reaped_children=True)
+    return meters
+
+
+def _shared_store(
+    config: Config, round_dir: Path, base_env: dict[str, str], stack: contextlib.ExitStack
+) -> tuple[subprocess.Popen[bytes] | None, dict[str, str], list[str]]:
+    """The runners' store: the S3 server (or None), its environment, the apply's flags."""
+    if config.shared_store == "dir":
+        return None, {}, ["--objects", str(round_dir / "objects")]
+    server, endpoint = start_s3_server(round_dir, base_env)
+    stack.callback(stop, server)
+    create_bucket(endpoint, BUCKET)
+    return server, {**s3server.child_env(endpoint), "LTX_STORE": f"s3://{BUCKET}/objects"}, []
+
+
+def create_bucket(endpoint: str, name: str) -> None:
+    """Create the bucket once, as README's team setup asks an administrator to."""
+    credentials = s3server.CREDENTIALS
+    client = boto3.session.Session(
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        region_name=credentials["AWS_DEFAULT_REGION"],
+    ).client("s3", endpoint_url=endpoint, config=BotoConfig(s3={"addressing_style": "path"}))
+    client.create_bucket(Bucket=name)
+
+
+def _without_store_or_state(env: dict[str, str]) -> dict[str, str]:
+    # The caller's own bucket, database or AWS profile must not leak into a benchmark round.
+    return {
+        name: value
+        for name, value in env.items()
+        if not name.startswith(("AWS_", "LTX_STORE", "LTX_STATE_"))
+    }
+
+
+def _spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def round_problems(
+    config: Config,
+    results: list[RunnerResult],
+    workdirs: list[Path],
+    base_url: str,
+    env: dict[str, str],
+) -> list[str]:
+    """Everything that makes a round invalid, as messages (empty: the round is sound)."""
+    problems = []
+    for number, result in enumerate(results, 1):
+        if result.exit_code != 0:
+            tail = "\n".join(result.lines[-20:])
+            problems.append(f"runner {number} exited {result.exit_code}; stderr tail:\n{tail}")
+    problems += ledger_problems(config.images, base_url)
+    problems += state_problems(config.images, workdirs[0], env)
+    for number, workdir in enumerate(workdirs, 1):
+        problems += named_files_problems(config.images, workdir, f"runner {number}: ")
+    return problems
+
+
+def state_problems(images: int, workdir: Path, env: dict[str, str]) -> list[str]:
+    """A message unless the shared state lists exactly `images` images, every one present."""
+    listing = subprocess.run(
+        [*cli(), "-C", str(workdir), "state", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+        check=False,
+    )
+    if listing.returncode != 0:
+        return [f"`state list` exited {listing.returncode}: {listing.stderr.strip()}"]
+    statuses = Counter(str(image.get("status")) for image in json.loads(listing.stdout))
+    if statuses != Counter(present=images):
+        found = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "none"
+        return [f"the state lists {found} images, expected {images} present"]
+    return []
+
+
+def _runners_header(config: Config) -> None:
+    print(
+        f"images            {config.images} in {config.files} spec files (flux, distinct prompts),"
+        " the same in every runner's workspace"
+    )
+    print(f"job latency L     {config.latency_s:g} s (sigma 0)")
+    print(f"account maxJobs   {config.concurrency} (one account, every runner's)")
+    print(f"each runner       --parallelism {config.runner_parallelism} "
+          f"--lock-timeout {LOCK_TIMEOUT_S}")  # fmt: skip
+    print(f"poll interval     {config.poll_interval_s:g} s (LTX_POLL_INTERVAL_S)")
+    if config.client_path is not None:
+        print(f"client code       {config.client_path}")
+    print("state             one throwaway PostgreSQL server, a fresh schema per round")
+    if config.shared_store == "s3":
+        print("store             moto's S3 server (a process), a fresh one and bucket per round")
+    else:
+        print("store             one local objects directory, a fresh one per round")
+    sys.stdout.flush()
+
+
+def _baseline_s(rounds: list[Round]) -> float | None:
+    """The wall time of the round with 1 runner, if there was one."""
+    return next((r.wall_s for r in rounds if r.count == 1 and not r.problems), None)
+
+
+def _slots(config: Config, round_: Round) -> int:
+    return round_.count * config.runner_parallelism
+
+
+def report_round(config: Config, round_: Round, baseline_s: float | None) -> None:
+    """Print one round's figures, as soon as it is over."""
+    count, slots = round_.count, _slots(config, round_)
+    ideal = ideal_s(config, slots, round_.job_busy_s)
+    print(f"\n{count} runner{'s at once' if count > 1 else ''} ({slots} jobs at most)"
+          f"{'' if not round_.problems else '  (checks FAILED: figures invalid)'}")  # fmt: skip
+    print(f"  wall            {round_.wall_s:.2f} s, first start to last exit "
+          f"(ideal {ideal:.2f} s: efficiency {ideal / round_.wall_s:.3f})")  # fmt: skip
+    if baseline_s is not None:
+        print(f"  speed-up        {baseline_s / round_.wall_s:.2f}x over 1 runner")
+    for number, (result, made) in enumerate(
+        zip(round_.results, round_.generated(), strict=True), 1
+    ):
+        took = (result.ended or result.started) - result.started
+        print(f"  runner {number:<8} exit {result.exit_code} after {took:.2f} s: "
+              f"{_made_text(made)}, {result.count('JobSubmitted')} jobs paid, "
+              f"CPU {result.cpu_s:.2f} s")  # fmt: skip
+    cpu_ms = round_.cpu_s * 1000 / config.images
+    print(f"  runners' CPU    {round_.cpu_s:.2f} s = {cpu_ms:.2f} ms/image")
+    _servers(round_)
+    print(f"  machine         {_machine_load()}")
+    sys.stdout.flush()
+
+
+def _made_text(made: tuple[int, int] | None) -> str:
+    if made is None:
+        return "no summary"
+    generated, by_others = made
+    return f"generated {generated} (+{by_others} by others)"
+
+
+def _servers(round_: Round) -> None:
+    """Each server's CPU, and how much of the machine everything measured kept busy."""
+    for name, cpu_s in round_.server_cpu_s.items():
+        if cpu_s is not None:
+            print(f"  {name + ' CPU':<16}{cpu_s:.2f} s ({cpu_s / round_.wall_s:.0%} of one core)")
+    # moto serves Python under one GIL: near a whole core, it and not the runners set the pace.
+    s3_cpu_s = round_.server_cpu_s.get("S3 server")
+    if s3_cpu_s is not None and s3_cpu_s / round_.wall_s >= S3_BUSY_SHARE:
+        print("  S3 server       may be the bottleneck (busy most of the round on one core); "
+              "compare --shared-store dir")  # fmt: skip
+    cpus = os.cpu_count() or 1
+    busy = (
+        round_.cpu_s + sum(cpu for cpu in round_.server_cpu_s.values() if cpu is not None)
+    ) / round_.wall_s
+    verdict = " (near all: the machine sets the pace)" if busy >= MACHINE_BUSY_SHARE * cpus else ""
+    print(f"  CPU, all above  {busy:.2f} of {cpus} CPUs busy on average{verdict}")
+
+
+def report_rounds(config: Config, rounds: list[Round]) -> None:
+    """The figures of every round side by side."""
+    baseline = _baseline_s(rounds)
+    print("\nrunners  wall s  speed-up  ideal s  efficiency  CPU ms/image  generated by each")
+    for round_ in rounds:
+        ideal = ideal_s(config, _slots(config, round_), round_.job_busy_s)
+        speed_up = f"{baseline / round_.wall_s:7.2f}x" if baseline is not None else "     n/a"
+        generated = " ".join("?" if made is None else str(made[0]) for made in round_.generated())
+        invalid = "  (checks FAILED)" if round_.problems else ""
+        print(f"{round_.count:>7}  {round_.wall_s:6.2f}  {speed_up}  {ideal:7.2f}  "
+              f"{ideal / round_.wall_s:10.3f}  {round_.cpu_s * 1000 / config.images:12.2f}  "
+              f"{generated}{invalid}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    run = bench_runners if config.runners else bench
     if config.keep:
         tmp = Path(tempfile.mkdtemp(prefix="apply-bench-", dir=config.tmp_root))
         print(f"work dir          {tmp}")
-        return bench(config, tmp)
+        return run(config, tmp)
     with tempfile.TemporaryDirectory(prefix="apply-bench-", dir=config.tmp_root) as name:
-        return bench(config, Path(name))
+        return run(config, Path(name))
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ _DOWNLOAD_ATTEMPTS: Final = 4
 _DEFER_MAX_S: Final = 60.0
 _NOT_ACCEPTED: Final = "not accepted (429)"
 _CLAIM_FIRST_POLL_S: Final = 0.1
-_CLAIM_MAX_POLL_S: Final = 2.0
+_CLAIM_MAX_POLL_S: Final = 5.0
+_DONE_POLL_S: Final = 0.25
 
 _Outcome = Literal["generated", "resumed", "by_others"]
 """How an image's key came to have its artifact in this run."""
@@ -185,6 +186,9 @@ class Executor:
         """On a shared state: the journal when the plan was made; entries decided since
         are other applies' work of this round (see `_look_at_key`)."""
         self._claims = asyncio.Semaphore(1)
+        self._done_waiters: dict[str, asyncio.Future[str]] = {}
+        """Keys another apply holds, waiting for it to fetch them (`_watch_done_keys`)."""
+        self._done_watch: asyncio.Task[None] | None = None
 
     def request_stop(self) -> None:
         """Stop submitting; jobs already paid for are still followed and fetched."""
@@ -229,6 +233,8 @@ class Executor:
             await asyncio.gather(*self._settled.values(), return_exceptions=True)
         finally:
             watcher.cancel()
+            if self._done_watch is not None:
+                self._done_watch.cancel()
         return self.summary
 
     # -- settling what earlier runs left open -------------------------------------------
@@ -393,12 +399,9 @@ class Executor:
                 own.set_result(None)
                 raise
             own.set_result(digest)
-        await self._finish(spec, change, key, digest, reference_digest)
-        if outcome == "generated":
-            self.summary.generated.append(spec.name)
-        elif change.action is not Action.RESUME:  # _finish counted a resume already
-            done = self.summary.resumed if outcome == "resumed" else self.summary.by_others
-            done.append(spec.name)
+        # Counted by what happened, not by what the plan expected: a resume whose job another
+        # apply fetched is that apply's image, a resubmitted unknown is a generation.
+        await self._finish(spec, change, key, digest, reference_digest, outcome=outcome)
         return digest
 
     # -- a shared state: one apply per key at a time (issue 8) ----------------------------
@@ -411,6 +414,14 @@ class Executor:
         holds the claim: if that apply dies, its claim goes with its connection, and this
         one resumes its paid job through the journal (contract 4.5), never paying twice.
         """
+        try:
+            return await self._claim_or_wait(spec, key, reference_digest)
+        finally:
+            self._done_waiters.pop(key, None)
+
+    async def _claim_or_wait(
+        self, spec: ImageSpec, key: str, reference_digest: str | None
+    ) -> tuple[str, _Outcome]:
         delay_s = _CLAIM_FIRST_POLL_S
         while True:
             async with self._claims:
@@ -423,8 +434,43 @@ class Executor:
                     finally:
                         await self._db(self._store.release_claim, key)
             # Not while holding a permit: the permits are for keys this apply can start.
-            await self._sleep_unless_stopping(delay_s)
+            digest = await self._done_elsewhere(key, delay_s)
+            if digest is not None:
+                return digest, "by_others"
             delay_s = min(delay_s * 2, _CLAIM_MAX_POLL_S)
+
+    async def _done_elsewhere(self, key: str, timeout_s: float) -> str | None:
+        """The digest, as soon as the apply holding `key` has fetched it; None after
+        `timeout_s` (time to try the claim again: its holder may have died)."""
+        waiter = self._done_waiters.get(key)
+        if waiter is None:
+            waiter = self._done_waiters[key] = asyncio.get_running_loop().create_future()
+        if self._done_watch is None or self._done_watch.done():
+            self._done_watch = asyncio.ensure_future(self._watch_done_keys())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait(
+                (waiter, stopping), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopping.cancel()
+        if waiter.done():
+            del self._done_waiters[key]
+            return waiter.result()
+        if self._stopping.is_set():
+            raise _Skipped("apply was stopped before it was sent")
+        return None
+
+    async def _watch_done_keys(self) -> None:
+        """While keys wait, read which of them other applies fetched: one query for all of
+        them a few times a second, not one per key (750 keys wait at once on 4 runners)."""
+        while self._done_waiters:
+            done = await self._db(self._journal.fetched_since, self._mark)
+            for key, digest in done.items():
+                waiter = self._done_waiters.get(key)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(digest)
+            await asyncio.sleep(_DONE_POLL_S)
 
     def _look_at_key(self, key: str) -> _KeyNow:
         """Try to claim `key`, reading what the journal holds of it, in one call on the
@@ -820,7 +866,11 @@ class Executor:
         key: str | None,
         digest: str,
         reference_digest: str | None = None,
+        *,
+        outcome: _Outcome | None = None,
     ) -> None:
+        """Write the output file and the image's record; count the image by `outcome`, or
+        without one by its change's action."""
         assert self._snapshot is not None  # noqa: S101 - set by run()
         previous = self._snapshot.images.get(change.moved_from or spec.name)
         destination = self._root / spec.output
@@ -860,7 +910,15 @@ class Executor:
                 recorded=previous.output_stat,
                 recorded_digest=previous.digest,
             )
-        self._count(change)
+        if outcome is None:
+            self._count(change)
+        else:
+            done = {
+                "generated": self.summary.generated,
+                "resumed": self.summary.resumed,
+                "by_others": self.summary.by_others,
+            }
+            done[outcome].append(spec.name)
         self._report(
             ImageDone(spec.name, action=change.action.value, digest=digest, output=spec.output)
         )

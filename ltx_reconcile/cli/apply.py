@@ -123,7 +123,7 @@ def apply(
         elif stderr.is_terminal:
             reporter = stack.enter_context(RichReporter(stderr))
         else:
-            reporter = PlainReporter(stderr)
+            reporter = PlainReporter(sys.stderr)
         summary = session.apply(plan, options, reporter=reporter)
     render.apply_summary(stdout, summary, workspace.paths)
     return summary.exit_code

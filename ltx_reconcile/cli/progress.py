@@ -87,16 +87,21 @@ def describe(event: Event) -> str | None:  # noqa: C901 - one flat case per even
 
 
 class PlainReporter:
-    """One plain line per notable event, for logs and pipes."""
+    """One plain line per notable event, for logs and pipes.
 
-    def __init__(self, console: Console) -> None:
-        self._console = console
+    Written straight to the stream, not through rich: there is no markup to render, and
+    rendering cost 0.17 ms of CPU per line, two lines per image (issue 5's CPU budget
+    is 5 ms per image).
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
 
     def __call__(self, event: Event) -> None:
-        """Print the event's line, if it has one."""
+        """Write the event's line, if it has one."""
         line = describe(event)
         if line is not None:
-            self._console.print(escape(line), highlight=False)
+            self._stream.write(line + "\n")
 
 
 class RichReporter:

@@ -222,6 +222,21 @@ class Journal:
         row = self._store._execute("SELECT MAX(id) FROM journal").fetchone()
         return JournalMark(0 if row[0] is None else int(row[0]), open_ids)
 
+    def fetched_since(self, mark: JournalMark) -> dict[str, str]:
+        """Key -> digest of every entry fetched since `mark` was taken."""
+        # Every entry decided since the mark has an id above the lowest open one then.
+        floor = min(mark.open_ids, default=mark.last_id + 1) - 1
+        rows = self._store._execute(
+            "SELECT id, key, digest FROM journal "
+            "WHERE state = 'fetched' AND digest IS NOT NULL AND id > ?",
+            (min(floor, mark.last_id),),
+        )
+        return {
+            key: digest
+            for entry_id, key, digest in rows
+            if entry_id > mark.last_id or entry_id in mark.open_ids
+        }
+
     def entries_for(self, key: str) -> list[JournalEntry]:
         """Every entry ever written for `key`, oldest first."""
         sql = f"{_SELECT} WHERE key = ? ORDER BY id"

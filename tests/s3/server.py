@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from testing.s3server import child_env
+
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
@@ -60,12 +62,7 @@ class S3Server:
 
     def env(self) -> dict[str, str]:
         """A CLI child's environment for this server: test credentials, no ~/.aws files."""
-        return {
-            **TEST_CREDENTIALS,
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "LTX_STORE_ENDPOINT": self.endpoint,
-        }
+        return child_env(self.endpoint, TEST_CREDENTIALS)
 
 
 def running_s3_server() -> Iterator[S3Server]:
