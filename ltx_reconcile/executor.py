@@ -900,7 +900,9 @@ class Executor:
             updated_at=time.time(),
             protect=spec.protect,
         )
-        await self._db(self._record_image, record, change.moved_from)
+        await self._db(
+            self._record_image, record, change.moved_from, unless_recorded=outcome == "by_others"
+        )
         if previous is not None and not same_file:
             # Renamed, or its `output` moved: the old file is no image's any more (and is
             # removed only if it is still as we wrote it).
@@ -923,8 +925,26 @@ class Executor:
             ImageDone(spec.name, action=change.action.value, digest=digest, output=spec.output)
         )
 
-    def _record_image(self, record: ImageRecord, moved_from: str | None) -> None:
-        """One commit: the image's row, and for a move the old name's removal."""
+    def _record_image(
+        self, record: ImageRecord, moved_from: str | None, *, unless_recorded: bool = False
+    ) -> None:
+        """One commit: the image's row, and for a move the old name's removal.
+
+        `unless_recorded`: nothing to do if the row already names this key, digest, output
+        and protect. Another runner that made the image records it too; every runner
+        writing every image again cost a commit under the state's write lock, 750 per
+        runner of four (only the output file's stat would differ, and it is per machine).
+        """
+        if unless_recorded and moved_from is None:
+            current = self._store.image(record.name)
+            if current is not None and (
+                current.key,
+                current.digest,
+                current.output,
+                current.protect,
+                current.status,
+            ) == (record.key, record.digest, record.output, record.protect, record.status):
+                return
         with self._store.transaction():
             if moved_from is not None:
                 self._store.remove_image(moved_from)

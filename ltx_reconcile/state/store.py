@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar
 
 from ltx_reconcile.errors import IntegrityError, StateError
-from ltx_reconcile.state.codec import artifact_to_row, image_to_row
+from ltx_reconcile.state.codec import (
+    IMAGE_COLUMNS,
+    artifact_to_row,
+    image_from_row,
+    image_to_row,
+)
 from ltx_reconcile.state.records import (
     ArtifactRecord,
     ImageRecord,
@@ -152,6 +157,14 @@ class BaseStateStore(ABC):
         self, has_changed: Callable[[], bool]
     ) -> contextlib.AbstractContextManager[None]:
         """The outermost block: bumps the serial before COMMIT when `has_changed()`."""
+
+    def image(self, name: str) -> ImageRecord | None:
+        """The record of image `name` as it stands now, or None."""
+        row = self._execute(
+            f"SELECT {IMAGE_COLUMNS} FROM images WHERE name = ?",  # noqa: S608 (constant)
+            (name,),
+        ).fetchone()
+        return None if row is None else image_from_row(row)
 
     def put_image(self, record: ImageRecord) -> None:
         """Record `record` under its name, replacing what was there."""

@@ -391,3 +391,14 @@ def test_pins_are_kept_once_and_released(store):
     assert store.unpin("ab" * 32) is True
     assert store.unpin("ab" * 32) is False
     assert store.serial == 2
+
+
+def test_one_image_is_read_back_as_it_was_put_and_a_missing_one_is_none(store):
+    """`image(name)` reads the row now (shared applies check it before writing it again)."""
+    record = present_image("hero", "a" * 64)
+    with store.transaction():
+        store.put_artifact(make_artifact("a" * 64))
+        store.put_image(record)
+
+    assert store.image("hero") == record
+    assert store.image("villain") is None
