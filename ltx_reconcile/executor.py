@@ -476,32 +476,33 @@ class Executor:
         """Try to claim `key`, reading what the journal holds of it, in one call on the
         state thread. Another apply's fetched entry of this round (decided since the plan's
         journal mark) is the answer, claimed or not: it was paid for once already."""
-        done = self._fresh_digest(key)
+        done = self._fetched_this_round(self._journal.entries_for(key))
         if done is not None:
             return _KeyNow(claimed=False, digest=done)
         if not self._store.try_claim(key):
             return _KeyNow(claimed=False)
         # Its holder may have finished and let go between the read and the claim.
         entries = self._journal.entries_for(key)
-        fresh = [e for e in entries if self._mark.decided_since(e)]
-        done = next((e.digest for e in fresh if e.state == "fetched" and e.digest), None)
+        done = self._fetched_this_round(entries)
         if done is not None:
             self._store.release_claim(key)
             return _KeyNow(claimed=False, digest=done)
         failure = next(
             (
                 e.message or "no reason given"
-                for e in fresh
-                if e.state == "failed" and not (e.message or "").startswith(_NOT_ACCEPTED)
+                for e in entries
+                if e.state == "failed"
+                and self._mark.decided_since(e)
+                and not (e.message or "").startswith(_NOT_ACCEPTED)
             ),
             None,
         )
         open_entries = tuple(e for e in entries if e.state in OPEN_JOURNAL_STATES)
         return _KeyNow(claimed=True, open_entries=open_entries, failure=failure)
 
-    def _fresh_digest(self, key: str) -> str | None:
-        for entry in self._journal.entries_for(key):
-            if self._mark.decided_since(entry) and entry.state == "fetched" and entry.digest:
+    def _fetched_this_round(self, entries: list[JournalEntry]) -> str | None:
+        for entry in entries:
+            if entry.state == "fetched" and entry.digest and self._mark.decided_since(entry):
                 return entry.digest
         return None
 
