@@ -16,16 +16,11 @@ from ltx_reconcile.errors import ExitCode
 from ltx_reconcile.state.journal import Journal
 from ltx_reconcile.state.lease import acquire, release
 from testing.workspace import EMAIL, STATE_BACKENDS, CliWorkspace
+from tests.apply.specs import ONE_IMAGE as CAT
 from tests.s3.bucket import STORE_BACKENDS, BucketView
 
 pytestmark = pytest.mark.parametrize("state_backend", STATE_BACKENDS, indirect=True)
 
-CAT = """
-    images:
-      cat:
-        prompt: a cat on a windowsill
-        seed: 1
-"""
 RAINY_CAT = CAT.replace("on a windowsill", "in the rain")
 
 DRY_RUN_LINE = (
